@@ -1,0 +1,46 @@
+"""The MLP denoiser for 2-D data (DenoisingDiffusion.jl's spiral model).
+
+    x (B, 2), t (B,) -> eps_hat (B, 2)
+
+    h = act(Dense(x) + Dense(sinusoid(t)))      repeated `num_layers` times
+    out = Dense(h)
+"""
+import numpy as np
+
+from ..backend import as_rng
+from ..nn import ConditionalChain, ConditionalSum, Dense, GELU, ReLU, Sequential, SiLU
+from ..nn import SinusoidalPositionEmbedding
+
+ACTIVATIONS = {"swish": SiLU, "silu": SiLU, "gelu": GELU, "relu": ReLU}
+
+
+class MLP(ConditionalChain):
+    """MLP(in_dim=2, d_hid=32, num_timesteps=40, num_layers=3, activation="swish")."""
+
+    def __init__(self, in_dim=2, d_hid=32, num_timesteps=40, num_layers=3,
+                 activation="swish", seed=0, dtype=np.float32):
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"MLP: activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        for name, v in (("in_dim", in_dim), ("d_hid", d_hid), ("num_timesteps", num_timesteps),
+                        ("num_layers", num_layers)):
+            if int(v) != v or v < 1:
+                raise ValueError(f"MLP: {name} must be a positive integer, got {v!r}")
+        rng = as_rng(seed)
+        layers = []
+        width = in_dim
+        for _ in range(num_layers):
+            time_branch = Sequential(SinusoidalPositionEmbedding(num_timesteps, d_hid, dtype=dtype),
+                                     Dense(d_hid, d_hid, rng=rng, dtype=dtype))
+            layers += [ConditionalSum(Dense(width, d_hid, rng=rng, dtype=dtype), time_branch),
+                       ACTIVATIONS[activation]()]
+            width = d_hid
+        layers.append(Dense(d_hid, in_dim, rng=rng, dtype=dtype))
+        super().__init__(*layers)
+        self.config = dict(in_dim=int(in_dim), d_hid=int(d_hid), num_timesteps=int(num_timesteps),
+                           num_layers=int(num_layers), activation=activation, seed=int(seed))
+        self.num_timesteps = int(num_timesteps)
+
+    def forward(self, x, t, labels=None):
+        if x.ndim != 2 or x.shape[1] != self.config["in_dim"]:
+            raise ValueError(f"MLP: x must be (B, {self.config['in_dim']}), got {tuple(x.shape)}")
+        return super().forward(x, t)
