@@ -1,0 +1,11 @@
+"""Diffusion mathematics: schedules, DDPM (GaussianDiffusion), DDIM, classifier-free guidance."""
+from .schedules import SCHEDULES, cosine_beta_schedule, linear_beta_schedule, make_betas, sigmoid_beta_schedule
+from .ddim import SPACINGS, sampling_timesteps_spacing
+from .gaussian import LOSSES, OBJECTIVES, VARIANCES, GaussianDiffusion
+from .guidance import UNCONDITIONED, classifier_free_guidance, guided_forward
+
+__all__ = [
+    "GaussianDiffusion", "make_betas", "linear_beta_schedule", "cosine_beta_schedule",
+    "sigmoid_beta_schedule", "sampling_timesteps_spacing", "classifier_free_guidance",
+    "guided_forward", "SCHEDULES", "SPACINGS", "OBJECTIVES", "VARIANCES", "LOSSES", "UNCONDITIONED",
+]

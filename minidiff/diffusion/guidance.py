@@ -1,0 +1,47 @@
+"""Classifier-free guidance (Ho & Salimans 2022).
+
+    eps = eps_uncond + s (eps_cond - eps_uncond)
+
+Label 0 is the reserved "unconditioned" class; the trainer drops labels to 0
+with probability p_uncond so that one network learns both.
+"""
+import math
+import numbers
+
+from ..backend import get_xp
+
+UNCONDITIONED = 0
+
+
+def classifier_free_guidance(out_cond, out_uncond, guidance_scale):
+    """out_uncond + s (out_cond - out_uncond); s = 1: conditional, s = 0: unconditional."""
+    return out_uncond + guidance_scale * (out_cond - out_uncond)   # (B, ...)
+
+
+def check_guidance_scale(guidance_scale):
+    if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, numbers.Real) \
+            or not math.isfinite(guidance_scale):
+        raise TypeError(f"guidance_scale: expected a finite real number, got {guidance_scale!r}")
+    return float(guidance_scale)
+
+
+def guided_forward(model, x, t, labels=None, guidance_scale=1.0):
+    """The model output at (x, t), guided when labels are given and s != 1.
+
+    labels None: model.forward(x, t). s == 1: model.forward(x, t, labels).
+    Otherwise one pass on the doubled batch [x, x] with labels [labels, 0]
+    and the two halves combined. Combining the raw output is the same as
+    combining eps for the x0 and v objectives, as eps is affine in them.
+    x (B, ...), t (B,) int, labels (B,) int -> (B, ...)
+    """
+    if labels is None:
+        return model.forward(x, t)
+    if guidance_scale == 1:
+        return model.forward(x, t, labels)
+    xp, lp = get_xp(x), get_xp(labels)
+    B = x.shape[0]
+    x2 = xp.concatenate([x, x], axis=0)                                      # (2B, ...)
+    t2 = get_xp(t).concatenate([t, t], axis=0)                               # (2B,)
+    labels2 = lp.concatenate([labels, lp.full_like(labels, UNCONDITIONED)])  # (2B,)
+    out = model.forward(x2, t2, labels2)                                     # (2B, ...)
+    return classifier_free_guidance(out[:B], out[B:], guidance_scale)

@@ -1,0 +1,116 @@
+"""The U-Net's building blocks (DenoisingDiffusion.jl's `ConvEmbed` and `ResBlock`).
+
+    ConvEmbed: h = act(GroupNorm(conv3x3(x)) + Dense(act(emb))[:, :, None, None])
+    ResBlock:  y = act(GroupNorm(conv3x3(ConvEmbed(x, emb)))) + skip(x)
+               skip = identity (in == out) or a 1x1 conv
+
+Convention for the conditioning: `forward(x, emb)` takes the embedding
+emb (B, E) as a second argument; `backward(dy)` returns dx and leaves
+d loss / d emb (B, E) in `self.d_emb` (overwritten on every backward), which
+the U-Net sums over all its blocks before back-propagating into the time and
+label embeddings.
+"""
+import numpy as np
+
+from ..backend import as_rng, check_float_dtype
+from .activations import SiLU
+from .conv import Conv2d
+from .dense import Dense
+from .layer import Layer
+from .norm import GroupNorm
+from .resample import Upsample
+
+
+def conv3x3(in_ch, out_ch, rng, dtype):
+    """Conv2d 3x3, stride 1, padding 1: keeps H and W."""
+    return Conv2d(in_ch, out_ch, 3, stride=1, padding=1, rng=rng, dtype=dtype)
+
+
+class ConvEmbed(Layer):
+    """ConvEmbed(in_ch, out_ch, emb_dim, groups=8): x (B, in, H, W), emb (B, E) -> (B, out, H, W).
+
+    h = SiLU(GroupNorm(conv3x3(x)) + Dense(SiLU(emb)) broadcast over H, W).
+    """
+    takes_cond = True
+
+    def __init__(self, in_ch, out_ch, emb_dim, groups=8, rng=None, dtype=np.float32):
+        super().__init__()
+        rng, dtype = as_rng(rng), check_float_dtype(dtype)
+        self.in_ch, self.out_ch, self.emb_dim = int(in_ch), int(out_ch), int(emb_dim)
+        self.conv = conv3x3(in_ch, out_ch, rng, dtype)
+        self.norm = GroupNorm(groups, out_ch, dtype=dtype)
+        self.emb_act = SiLU()
+        self.emb_proj = Dense(emb_dim, out_ch, rng=rng, dtype=dtype)
+        self.act = SiLU()
+
+    def forward(self, x, emb):
+        if emb.ndim != 2 or emb.shape[0] != x.shape[0] or emb.shape[1] != self.emb_dim:
+            raise ValueError(f"ConvEmbed: emb must be ({x.shape[0]}, {self.emb_dim}), got {tuple(emb.shape)}")
+        h = self.norm.forward(self.conv.forward(x))                  # (B, out, H, W)
+        e = self.emb_proj.forward(self.emb_act.forward(emb))         # (B, out)
+        return self.act.forward(h + e[:, :, None, None])             # (B, out, H, W)
+
+    def backward(self, dy):
+        dh = self.act.backward(dy)                                   # (B, out, H, W)
+        de = dh.sum(axis=(2, 3))                                     # (B, out): undo the broadcast
+        self.d_emb = self.emb_act.backward(self.emb_proj.backward(de))  # (B, E)
+        return self.conv.backward(self.norm.backward(dh))            # (B, in, H, W)
+
+    def extra_repr(self):
+        return f"{self.in_ch} => {self.out_ch}, emb={self.emb_dim}"
+
+
+class ResBlock(Layer):
+    """ResBlock(in_ch, out_ch, emb_dim, groups=8): y = out_layers(ConvEmbed(x, emb)) + skip(x).
+
+    out_layers = conv3x3 -> GroupNorm -> SiLU; skip = x, or conv1x1(x) when in_ch != out_ch.
+    backward returns dx and sets `self.d_emb` (B, emb_dim).
+    """
+    takes_cond = True
+
+    def __init__(self, in_ch, out_ch, emb_dim, groups=8, rng=None, dtype=np.float32):
+        super().__init__()
+        rng, dtype = as_rng(rng), check_float_dtype(dtype)
+        self.in_ch, self.out_ch = int(in_ch), int(out_ch)
+        self.in_layers = ConvEmbed(in_ch, out_ch, emb_dim, groups=groups, rng=rng, dtype=dtype)
+        self.out_conv = conv3x3(out_ch, out_ch, rng, dtype)
+        self.out_norm = GroupNorm(groups, out_ch, dtype=dtype)
+        self.out_act = SiLU()
+        self.skip = None if in_ch == out_ch else Conv2d(in_ch, out_ch, 1, rng=rng, dtype=dtype)
+
+    def forward(self, x, emb):
+        if x.ndim != 4 or x.shape[1] != self.in_ch:
+            raise ValueError(f"ResBlock: x must be (B, {self.in_ch}, H, W), got {tuple(x.shape)}")
+        h = self.in_layers.forward(x, emb)                            # (B, out, H, W)
+        h = self.out_act.forward(self.out_norm.forward(self.out_conv.forward(h)))  # (B, out, H, W)
+        return h + (x if self.skip is None else self.skip.forward(x))  # (B, out, H, W)
+
+    def backward(self, dy):
+        dh = self.out_conv.backward(self.out_norm.backward(self.out_act.backward(dy)))  # (B, out, H, W)
+        dx = self.in_layers.backward(dh)                              # (B, in, H, W)
+        self.d_emb = self.in_layers.d_emb                             # (B, E)
+        return dx + (dy if self.skip is None else self.skip.backward(dy))
+
+    def extra_repr(self):
+        return f"{self.in_ch} => {self.out_ch}"
+
+
+class UpsampleConv(Layer):
+    """UpsampleConv(in_ch, out_ch): nearest x2 upsampling then conv3x3. (B, in, H, W) -> (B, out, 2H, 2W)."""
+
+    def __init__(self, in_ch, out_ch, rng=None, dtype=np.float32):
+        super().__init__()
+        rng, dtype = as_rng(rng), check_float_dtype(dtype)
+        self.up = Upsample(scale_factor=2)
+        self.conv = conv3x3(in_ch, out_ch, rng, dtype)
+
+    def forward(self, x):
+        return self.conv.forward(self.up.forward(x))                  # (B, out, 2H, 2W)
+
+    def backward(self, dy):
+        return self.up.backward(self.conv.backward(dy))               # (B, in, H, W)
+
+
+def downsample(in_ch, out_ch, rng=None, dtype=np.float32):
+    """Conv2d 4x4, stride 2, padding 1: (B, in, H, W) -> (B, out, H/2, W/2) for even H, W."""
+    return Conv2d(in_ch, out_ch, 4, stride=2, padding=1, rng=rng, dtype=dtype)
