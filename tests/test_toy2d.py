@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+
+from minidiff.data.toy2d import make_moons, make_s_curve, make_spiral, spiral_curve
+from minidiff.metrics.spiral import distance_per_timestep, mean_spiral_distance, spiral_distance
+
+
+def test_spiral_formula_and_range():
+    x = make_spiral(5000, rng=0)
+    assert x.shape == (5000, 2) and x.dtype == np.float32
+    assert np.abs(x).max() <= 1.005                       # the spiral lies in [-1, 1] (to 0.4%)
+    # every point is (t cos t, t sin t)/(4 pi) - 1/8 for some t in [1.5pi, 4.5pi]:
+    # recover t from the radius and check the angle
+    r = np.hypot(x[:, 0] + 0.125, x[:, 1] + 0.125) * 4 * np.pi
+    assert r.min() >= 1.5 * np.pi - 1e-3 and r.max() <= 4.5 * np.pi + 1e-3
+    np.testing.assert_allclose(spiral_curve(r), x, atol=2e-5)
+
+
+def test_same_seed_same_data_and_noise_option():
+    np.testing.assert_array_equal(make_spiral(100, rng=3), make_spiral(100, rng=3))
+    noisy = make_spiral(4000, noise=0.02, rng=1)
+    assert 0.01 < mean_spiral_distance(noisy) < 0.02       # E|N(0, s^2)| along the normal ~ 0.8 s
+
+
+@pytest.mark.parametrize("make", [make_moons, make_s_curve])
+def test_other_toy_sets_in_box(make):
+    x = make(2000, rng=0)
+    assert x.shape == (2000, 2) and np.abs(x).max() <= 1.0 + 1e-6
+
+
+@pytest.mark.parametrize("kw", [dict(n=0), dict(n=2.5), dict(n=10, noise=-1.0), dict(n=10, noise=np.nan)])
+def test_bad_arguments(kw):
+    with pytest.raises(ValueError):
+        make_spiral(**kw)
+
+
+def test_spiral_distance_against_dense_brute_force():
+    rng = np.random.default_rng(0)
+    pts = rng.uniform(-1.2, 1.2, size=(40, 2))
+    t = np.linspace(1.5 * np.pi, 4.5 * np.pi, 2_000_000)
+    curve = spiral_curve(t)                                            # (G, 2)
+    brute = np.array([np.sqrt(((curve - p) ** 2).sum(1).min()) for p in pts])
+    np.testing.assert_allclose(spiral_distance(pts), brute, atol=1e-6)
+
+
+def test_spiral_distance_zero_on_curve_and_normal_offset():
+    t = np.array([5.0, 7.5, 10.0, 12.0])
+    on = spiral_curve(t)
+    assert spiral_distance(on).max() < 1e-9
+    tangent = spiral_curve(t + 1e-6) - spiral_curve(t - 1e-6)
+    normal = np.stack([-tangent[:, 1], tangent[:, 0]], 1)
+    normal /= np.linalg.norm(normal, axis=1, keepdims=True)
+    np.testing.assert_allclose(spiral_distance(on + 0.01 * normal), 0.01, rtol=1e-3)
+
+
+def test_gaussian_noise_scores_about_half():
+    d = mean_spiral_distance(np.random.default_rng(0).standard_normal((4000, 2)))
+    assert 0.45 < d < 0.56
+
+
+def test_distance_per_timestep_and_errors():
+    frames = np.stack([make_spiral(200, rng=0), np.random.default_rng(0).standard_normal((200, 2))])
+    d = distance_per_timestep(frames)
+    assert d.shape == (2,) and d[0] < 1e-6 < 0.3 < d[1]
+    with pytest.raises(ValueError, match="points"):
+        spiral_distance(np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="NaN"):
+        spiral_distance(np.array([[np.nan, 0.0]]))
