@@ -4,9 +4,13 @@ from .dense import Dense
 from .activations import GELU, ReLU, SiLU, Swish
 from .embeddings import Embedding, SinusoidalPositionEmbedding, sinusoidal_table
 from .containers import ConditionalChain, ConditionalSum, Sequential
+from .conv import Conv2d
+from .norm import GroupNorm
+from .resample import AvgPool2d, Flatten, MaxPool2d, Upsample
 
 __all__ = [
     "Layer", "Dense", "GELU", "ReLU", "SiLU", "Swish",
     "Embedding", "SinusoidalPositionEmbedding", "sinusoidal_table",
     "ConditionalChain", "ConditionalSum", "Sequential",
+    "Conv2d", "GroupNorm", "AvgPool2d", "Flatten", "MaxPool2d", "Upsample",
 ]

@@ -2,7 +2,7 @@
 
     ConvEmbed: h = act(GroupNorm(conv3x3(x)) + Dense(act(emb))[:, :, None, None])
     ResBlock:  y = act(GroupNorm(conv3x3(ConvEmbed(x, emb)))) + skip(x)
-               skip = identity (in == out) or a 1x1 conv
+               skip = identity (in == out), else a conv (3x3 as in DenoisingDiffusion.jl)
 
 Convention for the conditioning: `forward(x, emb)` takes the embedding
 emb (B, E) as a second argument; `backward(dy)` returns dx and leaves
@@ -61,22 +61,26 @@ class ConvEmbed(Layer):
 
 
 class ResBlock(Layer):
-    """ResBlock(in_ch, out_ch, emb_dim, groups=8): y = out_layers(ConvEmbed(x, emb)) + skip(x).
+    """ResBlock(in_ch, out_ch, emb_dim, groups=8, skip_kernel=3): y = out_layers(ConvEmbed(x, emb)) + skip(x).
 
-    out_layers = conv3x3 -> GroupNorm -> SiLU; skip = x, or conv1x1(x) when in_ch != out_ch.
+    out_layers = conv3x3 -> GroupNorm -> SiLU; skip = x, or a skip_kernel x skip_kernel
+    conv (3: DenoisingDiffusion.jl, 1: the cheaper usual choice) when in_ch != out_ch.
     backward returns dx and sets `self.d_emb` (B, emb_dim).
     """
     takes_cond = True
 
-    def __init__(self, in_ch, out_ch, emb_dim, groups=8, rng=None, dtype=np.float32):
+    def __init__(self, in_ch, out_ch, emb_dim, groups=8, skip_kernel=3, rng=None, dtype=np.float32):
         super().__init__()
         rng, dtype = as_rng(rng), check_float_dtype(dtype)
+        if skip_kernel not in (1, 3):
+            raise ValueError(f"ResBlock: skip_kernel must be 1 or 3, got {skip_kernel!r}")
         self.in_ch, self.out_ch = int(in_ch), int(out_ch)
         self.in_layers = ConvEmbed(in_ch, out_ch, emb_dim, groups=groups, rng=rng, dtype=dtype)
         self.out_conv = conv3x3(out_ch, out_ch, rng, dtype)
         self.out_norm = GroupNorm(groups, out_ch, dtype=dtype)
         self.out_act = SiLU()
-        self.skip = None if in_ch == out_ch else Conv2d(in_ch, out_ch, 1, rng=rng, dtype=dtype)
+        self.skip = (None if in_ch == out_ch else
+                     Conv2d(in_ch, out_ch, skip_kernel, padding=skip_kernel // 2, rng=rng, dtype=dtype))
 
     def forward(self, x, emb):
         if x.ndim != 4 or x.shape[1] != self.in_ch:

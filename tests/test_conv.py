@@ -1,0 +1,189 @@
+"""Conv2d and the im2col reference: gradient checks, a naive-loop oracle, torch."""
+import numpy as np
+import pytest
+from gradcheck import assert_gradients
+
+from minidiff.kernels.conv_reference import (col2im, conv2d_backward_reference,
+                                             conv2d_forward_reference, im2col)
+from minidiff.nn.conv import Conv2d
+
+
+def _pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def naive_conv2d(x, w, b, stride, padding):
+    """Direct loops: y[n,o,oh,ow] = b[o] + sum_{c,i,j} w[o,c,i,j] x_pad[n,c,sh*oh+i,sw*ow+j]."""
+    (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
+    xpad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    B, C = x.shape[:2]
+    Co, _, kh, kw = w.shape
+    Ho, Wo = (xpad.shape[2] - kh) // sh + 1, (xpad.shape[3] - kw) // sw + 1
+    y = np.zeros((B, Co, Ho, Wo))
+    for n in range(B):
+        for o in range(Co):
+            for oh in range(Ho):
+                for ow in range(Wo):
+                    for c in range(C):
+                        for i in range(kh):
+                            for j in range(kw):
+                                y[n, o, oh, ow] += w[o, c, i, j] * xpad[n, c, sh * oh + i, sw * ow + j]
+    if b is not None:
+        y += b[None, :, None, None]
+    return y
+
+
+def naive_conv2d_backward(dy, x, w, stride, padding):
+    """The same loops, each term's derivative scattered into dx and dw."""
+    (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
+    xpad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    dxpad, dw = np.zeros_like(xpad), np.zeros_like(w)
+    B, C = x.shape[:2]
+    Co, _, kh, kw = w.shape
+    _, _, Ho, Wo = dy.shape
+    for n in range(B):
+        for o in range(Co):
+            for oh in range(Ho):
+                for ow in range(Wo):
+                    for c in range(C):
+                        for i in range(kh):
+                            for j in range(kw):
+                                g = dy[n, o, oh, ow]
+                                dw[o, c, i, j] += g * xpad[n, c, sh * oh + i, sw * ow + j]
+                                dxpad[n, c, sh * oh + i, sw * ow + j] += g * w[o, c, i, j]
+    dx = dxpad[:, :, ph:ph + x.shape[2], pw:pw + x.shape[3]]
+    return dx, dw, dy.sum(axis=(0, 2, 3))
+
+
+# (B, Cin, Cout, H, W, kernel, stride, padding)
+CASES = [
+    (2, 2, 3, 5, 5, 3, 1, 1),           # 3x3 same
+    (2, 2, 3, 8, 8, 4, 2, 1),           # U-Net downsampling
+    (2, 2, 3, 7, 7, 4, 2, 1),           # ... on an odd size
+    (2, 3, 2, 4, 4, 1, 1, 0),           # 1x1
+    (1, 2, 2, 7, 7, 5, 1, 0),           # LeNet 5x5
+    (2, 2, 3, 5, 6, (3, 2), 1, (1, 0)),  # non-square kernel and input
+    (2, 2, 2, 7, 6, 3, 2, 0),           # stride 2, no padding
+    (1, 2, 2, 6, 7, (2, 3), (2, 1), (0, 1)),  # everything a pair
+]
+BIG_C_CASES = [                          # >= 8 input channels: the per-offset GEMM path
+    (2, 9, 3, 5, 5, 3, 1, 1),
+    (1, 8, 2, 7, 7, 4, 2, 1),
+]
+
+
+def _random(shape, seed):
+    return np.random.default_rng(seed).standard_normal(shape)
+
+
+@pytest.mark.parametrize("B, Cin, Cout, H, W, k, s, p", CASES)
+def test_conv2d_gradients(B, Cin, Cout, H, W, k, s, p):
+    layer = Conv2d(Cin, Cout, k, stride=s, padding=p, rng=0, dtype=np.float64)
+    assert_gradients(layer, _random((B, Cin, H, W), 1), tol=1e-6)
+
+
+def test_conv2d_gradients_without_bias():
+    layer = Conv2d(2, 3, 3, padding=1, bias=False, rng=0, dtype=np.float64)
+    assert set(layer.params) == {"weight"}
+    assert_gradients(layer, _random((2, 2, 4, 5), 1), tol=1e-6)
+
+
+@pytest.mark.parametrize("B, Cin, Cout, H, W, k, s, p", CASES + BIG_C_CASES)
+def test_reference_matches_naive_loops(B, Cin, Cout, H, W, k, s, p):
+    kh, kw = _pair(k)
+    x, w, b = _random((B, Cin, H, W), 1), _random((Cout, Cin, kh, kw), 2), _random((Cout,), 3)
+    y = conv2d_forward_reference(x, w, b, s, p)
+    np.testing.assert_allclose(y, naive_conv2d(x, w, b, s, p), rtol=1e-12, atol=1e-12)
+    dy = _random(y.shape, 4)
+    for got, want in zip(conv2d_backward_reference(dy, x, w, s, p),
+                         naive_conv2d_backward(dy, x, w, s, p)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_im2col_gemm_is_the_convolution_and_col2im_its_adjoint():
+    x, w = _random((2, 3, 6, 5), 1), _random((4, 3, 3, 2), 2)
+    cols = im2col(x, 3, 2, (2, 1), 1)                                   # (C*kh*kw, B*Ho*Wo)
+    y = conv2d_forward_reference(x, w, None, (2, 1), 1)
+    assert cols.shape == (3 * 3 * 2, y.shape[0] * y.shape[2] * y.shape[3])
+    gemm = (w.reshape(4, -1) @ cols).reshape(4, 2, *y.shape[2:]).transpose(1, 0, 2, 3)
+    np.testing.assert_allclose(gemm, y, rtol=1e-12, atol=1e-12)
+    c = _random(cols.shape, 3)                                          # <im2col x, c> = <x, col2im c>
+    lhs = np.sum(cols * c)
+    rhs = np.sum(x * col2im(c, x.shape, 3, 2, (2, 1), 1))
+    assert abs(lhs - rhs) <= 1e-10 * abs(lhs)
+
+
+def test_backward_adds_into_grads_and_float32_stays_float32():
+    layer = Conv2d(3, 4, 3, padding=1, rng=0)
+    x = _random((2, 3, 6, 6), 1).astype(np.float32)
+    y = layer.forward(x)
+    assert y.dtype == np.float32 and y.shape == (2, 4, 6, 6)
+    dy = np.ones_like(y)
+    dx = layer.backward(dy)
+    assert dx.dtype == np.float32 and dx.shape == x.shape
+    g1 = layer.grads["weight"].copy()
+    layer.backward(dy)
+    np.testing.assert_allclose(layer.grads["weight"], 2 * g1, rtol=1e-6)
+    np.testing.assert_allclose(layer.grads["bias"], 2 * np.full(4, 2 * 36.0), rtol=1e-6)
+
+
+def test_init_is_pytorch_uniform():
+    layer = Conv2d(4, 6, (3, 2), rng=0)
+    assert layer.params["weight"].shape == (6, 4, 3, 2) and layer.params["bias"].shape == (6,)
+    bound = 1 / np.sqrt(4 * 3 * 2)
+    assert np.abs(layer.params["weight"]).max() <= bound
+    assert np.abs(layer.params["weight"]).max() > 0.8 * bound
+    assert "4 => 6" in repr(layer) and "(3, 2)" in repr(layer)
+    assert "stride=(2, 2)" in repr(Conv2d(1, 1, 4, stride=2, padding=1))
+
+
+def test_errors():
+    layer = Conv2d(3, 4, 3)
+    with pytest.raises(ValueError, match="channels"):
+        layer.forward(np.zeros((1, 2, 5, 5), np.float32))
+    with pytest.raises(ValueError, match="B, C, H, W"):
+        layer.forward(np.zeros((3, 5, 5), np.float32))
+    with pytest.raises(ValueError, match="smaller than the kernel"):
+        layer.forward(np.zeros((1, 3, 2, 5), np.float32))
+    with pytest.raises(ValueError, match="stride"):
+        Conv2d(3, 4, 3, stride=0)
+    with pytest.raises(ValueError, match="channels"):
+        conv2d_forward_reference(np.zeros((1, 2, 5, 5)), np.zeros((4, 3, 3, 3)), None, 1, 0)
+
+
+@pytest.mark.parametrize("B, Cin, Cout, H, W, k, s, p", CASES + BIG_C_CASES)
+def test_matches_torch(B, Cin, Cout, H, W, k, s, p):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    layer = Conv2d(Cin, Cout, k, stride=s, padding=p, rng=0, dtype=np.float64)
+    x = _random((B, Cin, H, W), 1)
+    y = layer.forward(x)
+    dy = _random(y.shape, 2)
+    dx = layer.backward(dy)
+    xt = torch.tensor(x, requires_grad=True)
+    wt = torch.tensor(layer.params["weight"], requires_grad=True)
+    bt = torch.tensor(layer.params["bias"], requires_grad=True)
+    yt = F.conv2d(xt, wt, bt, stride=_pair(s), padding=_pair(p))
+    yt.backward(torch.tensor(dy))
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(layer.grads["weight"], wt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(layer.grads["bias"], bt.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("Cin", [2, 9])                 # both forward paths (cols / per offset)
+def test_device_path_matches_numpy(Cin):
+    """On the CuPy-like fake device the same code runs without host copies."""
+    from fakecupy import DeviceArray, xp
+
+    from minidiff.backend import to_host
+    host = Conv2d(Cin, 3, 4, stride=2, padding=1, rng=0, dtype=np.float64)
+    dev = Conv2d(Cin, 3, 4, stride=2, padding=1, rng=0, dtype=np.float64).to(xp)
+    x, dy = _random((2, Cin, 7, 7), 1), _random((2, 3, 3, 3), 2)
+    y = dev.forward(xp.asarray(x))
+    dx = dev.backward(xp.asarray(dy))
+    assert isinstance(y, DeviceArray) and isinstance(dx, DeviceArray)
+    np.testing.assert_allclose(to_host(y), host.forward(x), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(to_host(dx), host.backward(dy), rtol=1e-12, atol=1e-12)
+    for k in ("weight", "bias"):
+        np.testing.assert_allclose(to_host(dev.grads[k]), host.grads[k], rtol=1e-12, atol=1e-12)
