@@ -60,6 +60,7 @@ class GaussianDiffusion(DDIMMixin):
                  dtype=np.float32, device="cpu"):
         if not hasattr(model, "forward"):
             raise TypeError(f"model: expected an object with forward(x, t), got {type(model).__name__}")
+        given_betas = betas
         if betas is None:
             if num_timesteps is None:
                 raise ValueError("num_timesteps: required when betas is not given")
@@ -68,7 +69,9 @@ class GaussianDiffusion(DDIMMixin):
         if betas.ndim != 1 or betas.size == 0:
             raise ValueError(f"betas: expected a non-empty 1-D array, got shape {betas.shape}")
         if not np.all((betas > 0) & (betas < 1)):
-            raise ValueError(f"betas: every beta must lie in (0, 1), got min {betas.min()}, max {betas.max()}")
+            hint = " (the linear schedule scales its betas by 1000/T: it needs T > 1000 beta_end, e.g. T > 20)" \
+                if given_betas is None and schedule == "linear" else ""
+            raise ValueError(f"betas: every beta must lie in (0, 1), got min {betas.min()}, max {betas.max()}{hint}")
         if num_timesteps is not None and num_timesteps != len(betas):
             raise ValueError(f"num_timesteps: {num_timesteps} does not match len(betas) = {len(betas)}")
         for name, value, valid in (("objective", objective, OBJECTIVES), ("variance", variance, VARIANCES)):
@@ -157,8 +160,7 @@ class GaussianDiffusion(DDIMMixin):
     def _check_labels(self, labels, B):
         if labels is None:
             return None
-        if not hasattr(labels, "shape"):
-            labels = self.xp.asarray(labels)
+        labels = self.xp.asarray(labels)                         # a list or host array -> the device
         if labels.dtype.kind not in "iu":
             raise TypeError(f"labels: expected integer class labels, got dtype {labels.dtype}")
         if tuple(labels.shape) != (B,):
