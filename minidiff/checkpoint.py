@@ -2,7 +2,8 @@
 
 Layout of one file:
     /                attrs: format="minidiff-checkpoint", format_version, model_class,
-                     model_config (JSON), dtype, rng_state (JSON), history (JSON), extra (JSON)
+                     model_config (JSON), dtype, rng_state (JSON), extra (JSON)
+    /history/<key>   one float64 dataset per list of numbers (losses ...); attrs: other (JSON)
     /model/<name>    one dataset per dotted parameter name (model.state_dict())
     /ema/<name>      the EMA weights, same names;        attrs: decay, warmup, num_updates
     /optimizer/<s>   flat (P,) state arrays (m, v, ...); attrs: type, hyper (JSON), step_count
@@ -101,17 +102,32 @@ def _write_ema(f, model, ema):
     _write_weights(g, _unflatten(model, state["shadow"]))
 
 
+def _write_history(f, history):
+    """Lists of numbers as datasets (fast for long per-batch logs), the rest as JSON."""
+    g, other = f.create_group("history"), {}
+    for key, value in (history or {}).items():
+        try:
+            arr = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            arr = None
+        if isinstance(value, (list, tuple)) and arr is not None and arr.ndim == 1:
+            g.create_dataset(key, data=arr)
+        else:
+            other[key] = value
+    g.attrs["other"] = _dumps(other)
+
+
 def _write(f, model, optimizer, ema, rng, history, extra):
     f.attrs["format"] = FORMAT
     f.attrs["format_version"] = FORMAT_VERSION
     f.attrs["model_class"] = type(model).__name__
     f.attrs["model_config"] = _dumps(getattr(model, "config", {}))
     f.attrs["dtype"] = np.dtype(model.dtype).name
-    f.attrs["history"] = _dumps(history or {})
     f.attrs["extra"] = _dumps(extra or {})
     if rng is not None:
         f.attrs["rng_state"] = _dumps(rng.bit_generator.state)
     _write_weights(f.create_group("model"), model.state_dict())
+    _write_history(f, history)
     if optimizer is not None:
         _write_optimizer(f, optimizer)
     if ema is not None:
@@ -159,6 +175,12 @@ def _check_weights(path, what, named, model):
         if tuple(named[name].shape) != shape:
             raise CheckpointError(f"{path}: {what} {name} has shape {tuple(named[name].shape)}, "
                                   f"the model expects {shape}")
+
+
+def _read_history(g):
+    history = {key: g[key][()].tolist() for key in g}
+    history.update(json.loads(g.attrs["other"]))
+    return history
 
 
 def _restore_rng(path, text):
@@ -224,7 +246,7 @@ def _read(path, f, model, optimizer, ema):
         ema = _load_ema(path, f["ema"], model, ema)
     rng = _restore_rng(path, f.attrs["rng_state"]) if "rng_state" in f.attrs else None
     return Checkpoint(path=path, model=model, model_class=model_class, model_config=config,
-                      optimizer=optimizer, ema=ema, rng=rng, history=json.loads(f.attrs["history"]),
+                      optimizer=optimizer, ema=ema, rng=rng, history=_read_history(f["history"]),
                       extra=json.loads(f.attrs["extra"]))
 
 
@@ -248,5 +270,5 @@ def load_checkpoint(path, model=None, optimizer=None, ema=None):
             return _read(path, f, model, optimizer, ema)
     except CheckpointError:
         raise
-    except (OSError, KeyError, TypeError, json.JSONDecodeError) as e:
+    except (OSError, KeyError, TypeError, RuntimeError, ValueError) as e:
         raise CheckpointError(f"{path}: corrupt or incomplete checkpoint: {e}") from e

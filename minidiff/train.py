@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from .backend import get_xp, to_host
+from .backend import get_xp, to_device, to_host
 from .checkpoint import load_checkpoint, save_checkpoint
 from .optim.clip import clip_grad_norm
 
@@ -73,6 +73,11 @@ def _split(data, labels, val_data, val_fraction, seed_seq):
             data[va], None if labels is None else labels[va])
 
 
+def _to_model_device(a, xp):
+    """One explicit copy if an array is not on the model's device (None passes)."""
+    return a if a is None or get_xp(a) is xp else to_device(a, xp)
+
+
 def evaluate(diffusion, x, labels=None, *, batch_size, loss="mse", seed=0):
     """Mean loss over x with t and noise from a fixed seed (comparable across epochs)."""
     rng = np.random.default_rng(seed)
@@ -126,7 +131,8 @@ def train(diffusion, data, *, epochs, batch_size, optimizer, val_data=None, val_
     history = {"train_loss": [per epoch], "val_loss": [per epoch, if validating],
                "batch_loss": [per batch], "epoch_time": [seconds per epoch]}.
     labels (N,) in 1..K: each epoch a label is replaced by 0 with probability prob_uncond.
-    lr_schedule(step) -> factor: lr = (optimizer.lr at the call) * factor, set before each step.
+    lr_schedule(step) -> factor: lr = base_lr * factor before each step, base_lr = optimizer.lr
+    at the first call (kept in the checkpoint, so a resumed run continues the same schedule).
     checkpoint_path: saved every `checkpoint_every` epochs and after the last; resume=True
     continues from it (if it exists) at the next epoch, with the same rng stream.
     """
@@ -136,7 +142,9 @@ def train(diffusion, data, *, epochs, batch_size, optimizer, val_data=None, val_
     model = diffusion.model
     split_seq, train_seq, val_seq = np.random.SeedSequence(seed).spawn(3)
     x, y, x_val, y_val = _split(data, labels, val_data, val_fraction, split_seq)
-    xp = get_xp(x)
+    _, grad = model.flat()
+    xp = get_xp(grad)
+    x, y, x_val, y_val = (_to_model_device(a, xp) for a in (x, y, x_val, y_val))
     batch_hooks, epoch_hooks = _callbacks(callbacks)
     base_lr = optimizer.lr
 
@@ -148,11 +156,11 @@ def train(diffusion, data, *, epochs, batch_size, optimizer, val_data=None, val_
         if ck.rng is None or "epoch" not in ck.extra:
             raise ValueError(f"resume: {checkpoint_path} was not written by train()")
         rng, start_epoch, step = ck.rng, int(ck.extra["epoch"]), int(ck.extra["step"])
+        base_lr = float(ck.extra.get("base_lr", base_lr))
         history.update(ck.history)
 
     n = x.shape[0]
     num_batches = math.ceil(n / batch_size)
-    _, grad = model.flat()
     bar = None
     if progress and start_epoch < epochs:
         from tqdm.auto import tqdm

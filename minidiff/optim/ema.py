@@ -9,13 +9,14 @@ from contextlib import contextmanager
 import numpy as np
 
 from ..backend import device_module, get_xp, to_host
+from ..nn.layer import Layer
 
 
 class EMA:
     """EMA(model, decay=0.999, warmup=False): `update()` after each optimiser step."""
 
     def __init__(self, model, decay=0.999, warmup=False):
-        if not hasattr(model, "flat"):
+        if not isinstance(model, Layer):
             raise TypeError(f"EMA: model must be a minidiff Layer, got {type(model).__name__}")
         if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 <= decay < 1.0:
             raise ValueError(f"EMA: decay must be a number in [0, 1), got {decay!r}")

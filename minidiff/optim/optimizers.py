@@ -15,7 +15,8 @@ import math
 
 import numpy as np
 
-from ..backend import device_module, get_xp
+from ..backend import device_module, get_xp, to_host
+from ..nn.layer import Layer
 
 
 def _check_number(name, value, low, high=math.inf, low_open=False, high_open=True):
@@ -39,7 +40,7 @@ class Optimizer:
     state_names = ()
 
     def __init__(self, model, lr):
-        if not hasattr(model, "flat"):
+        if not isinstance(model, Layer):
             raise TypeError(f"{type(self).__name__}: model must be a minidiff Layer, got {type(model).__name__}")
         _check_number("lr", lr, 0.0, low_open=True)
         self.model = model
@@ -115,18 +116,13 @@ class Optimizer:
         dtype = self.model.flat()[0].dtype
         for name in self.state_names:
             a = getattr(self, name)
-            a = _host(a) if xp is np else xp.asarray(a)
+            a = to_host(a) if xp is np else xp.asarray(a)
             setattr(self, name, a.astype(dtype, copy=False))
         return self
 
     def __repr__(self):
         args = ", ".join(f"{k}={v}" for k, v in self.hyperparameters().items())
         return f"{type(self).__name__}({args})"
-
-
-def _host(a):
-    from ..backend import to_host
-    return to_host(a)
 
 
 class SGD(Optimizer):
