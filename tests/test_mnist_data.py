@@ -133,6 +133,7 @@ def test_holdout_split_is_fixed_and_stratified():
     assert len(te1) == 100 and len(tr1) == 400
     assert np.all(np.bincount(labels[te1]) == 10)
     assert not set(tr1) & set(te1)
+    assert len(np.unique(labels[te1[:20]])) > 3                           # shuffled, not sorted by label
 
 
 def test_to_model_range():

