@@ -105,3 +105,21 @@ def test_attention_matches_torch():
     np.testing.assert_allclose(layer.to_qkv.grads["weight"], Wqkv.grad.numpy(), rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(layer.to_out.grads["weight"], Wo.grad.numpy(), rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(layer.to_out.grads["bias"], bo.grad.numpy(), rtol=1e-10, atol=1e-10)
+
+
+def test_attention_runs_on_the_device_backend():
+    """Same numbers through the CuPy-like test backend, with no implicit host copies."""
+    from fakecupy import xp
+    from minidiff.backend import to_host
+    layer = _layer(4, 2, seed=8)
+    rng = np.random.default_rng(9)
+    x, dy = rng.standard_normal((2, 4, 3, 2)), rng.standard_normal((2, 4, 3, 2))
+    y, dx = layer(x), layer.backward(dy)
+    g = layer.to_qkv.grads["weight"].copy()
+    layer.to(xp)
+    yd = layer(xp.asarray(x))
+    dxd = layer.backward(xp.asarray(dy))
+    assert type(yd).__name__ == "DeviceArray"
+    np.testing.assert_allclose(to_host(yd), y, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(to_host(dxd), dx, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(to_host(layer.to_qkv.grads["weight"]), g, rtol=1e-12, atol=1e-12)

@@ -75,7 +75,8 @@ class UNet(Layer):
         self.config = dict(in_channels=in_channels, model_channels=mc, num_timesteps=num_timesteps,
                            channel_multipliers=list(mults), num_blocks_per_level=nb, groups=groups,
                            attention_heads=attention_heads, middle_attention=bool(middle_attention),
-                           num_classes=num_classes, seed=int(seed))
+                           num_classes=num_classes,
+                           seed=int(seed) if isinstance(seed, (int, np.integer)) else None)
 
         def block(cin, cout):
             return ResBlock(cin, cout, E, groups=groups, rng=rng, dtype=dtype)
@@ -96,8 +97,10 @@ class UNet(Layer):
                                  if middle_attention else None)
         self.middle_block2 = block(c[L], c[L])
         # up path, stored in execution order (level L-1 first)
-        self.up_blocks = [blk for l in reversed(range(L))
-                          for blk in [block(c[l] + c[l + 1], c[l + 1])] + [block(c[l + 1], c[l + 1]) for _ in range(nb - 1)]]
+        self.up_blocks = []
+        for l in reversed(range(L)):
+            self.up_blocks.append(block(c[l] + c[l + 1], c[l + 1]))     # reads concat(skip_l, h)
+            self.up_blocks += [block(c[l + 1], c[l + 1]) for _ in range(nb - 1)]
         self.upsamples = [UpsampleConv(c[l + 1], c[l], rng, dtype) for l in reversed(range(1, L))]
         self.final_conv = conv3x3(c[1], in_channels, rng, dtype)
 
@@ -113,6 +116,22 @@ class UNet(Layer):
         return self.upsamples[self.levels - 1 - l]
 
     # --- input checks ---------------------------------------------------------
+    @staticmethod
+    def _index_array(a, name, B, high, xp):
+        """An integer (B,) array on x's device; the range [0, high] is checked
+        when `a` is on the host (a device check would force a sync every step)."""
+        on_host = not hasattr(a, "shape") or isinstance(a, np.ndarray)
+        if on_host:
+            a = np.asarray(a)
+        if a.shape != (B,) or a.dtype.kind not in "iu":
+            raise ValueError(f"UNet: {name} must be an integer array of shape ({B},), "
+                             f"got {a.dtype} {tuple(a.shape)}")
+        if on_host:
+            if B and (a.min() < 0 or a.max() > high):
+                raise ValueError(f"UNet: {name} must be in [0, {high}], got values in [{a.min()}, {a.max()}]")
+            a = a if xp is np else xp.asarray(a)                           # explicit host -> device copy
+        return a
+
     def _check_inputs(self, x, t, labels):
         xp = get_xp(x)
         if x.ndim != 4 or x.shape[1] != self.in_channels:
@@ -122,22 +141,12 @@ class UNet(Layer):
         if H % k or W % k:
             raise ValueError(f"UNet: image size {H}x{W} does not work with {self.levels} levels; "
                              f"height and width must be multiples of {k} (e.g. {k * 7}, {k * 8})")
-        t = xp.asarray(t)
-        if t.shape != (B,) or t.dtype.kind not in "iu":
-            raise ValueError(f"UNet: t must be an integer array of shape ({B},), got {t.dtype} {tuple(t.shape)}")
-        if B and (int(t.min()) < 0 or int(t.max()) >= self.num_timesteps):
-            raise ValueError(f"UNet: t must be in [0, {self.num_timesteps - 1}]")
+        t = self._index_array(t, "t", B, self.num_timesteps - 1, xp)
         if labels is None:
             return t, None
         if self.num_classes is None:
             raise ValueError("UNet: labels given to an unconditional model (num_classes=None)")
-        labels = xp.asarray(labels)
-        if labels.shape != (B,) or labels.dtype.kind not in "iu":
-            raise ValueError(f"UNet: labels must be an integer array of shape ({B},), "
-                             f"got {labels.dtype} {tuple(labels.shape)}")
-        if B and (int(labels.min()) < 0 or int(labels.max()) > self.num_classes):
-            raise ValueError(f"UNet: labels must be in [0, {self.num_classes}] (0 = unconditioned)")
-        return t, labels
+        return t, self._index_array(labels, "labels (0 = unconditioned)", B, self.num_classes, xp)
 
     # --- forward and its mirror -------------------------------------------
     def forward(self, x, t, labels=None):

@@ -7,10 +7,13 @@ from .containers import ConditionalChain, ConditionalSum, Sequential
 from .conv import Conv2d
 from .norm import GroupNorm
 from .resample import AvgPool2d, Flatten, MaxPool2d, Upsample
+from .attention import MultiheadAttention
+from .blocks import ConvEmbed, ResBlock, UpsampleConv
 
 __all__ = [
     "Layer", "Dense", "GELU", "ReLU", "SiLU", "Swish",
     "Embedding", "SinusoidalPositionEmbedding", "sinusoidal_table",
     "ConditionalChain", "ConditionalSum", "Sequential",
     "Conv2d", "GroupNorm", "AvgPool2d", "Flatten", "MaxPool2d", "Upsample",
+    "MultiheadAttention", "ConvEmbed", "ResBlock", "UpsampleConv",
 ]

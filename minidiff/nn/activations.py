@@ -46,6 +46,11 @@ class SiLU(Layer):
 Swish = SiLU
 
 
+SQRT_2_OVER_PI = float(np.sqrt(2.0 / np.pi))       # python floats: keep float32 arrays float32
+SQRT_2 = float(np.sqrt(2.0))
+SQRT_2PI = float(np.sqrt(2.0 * np.pi))
+
+
 class GELU(Layer):
     """GELU(approximate="tanh" | "none").
 
@@ -63,20 +68,18 @@ class GELU(Layer):
         xp = get_xp(x)
         self.x = x
         if self.approximate == "tanh":
-            c = np.sqrt(2.0 / np.pi)
-            self.th = xp.tanh(c * (x + 0.044715 * x ** 3))
+            self.th = xp.tanh(SQRT_2_OVER_PI * (x + 0.044715 * x ** 3))
             return 0.5 * x * (1.0 + self.th)
-        self.Phi = 0.5 * (1.0 + _erf(x / np.sqrt(2.0)))
+        self.Phi = 0.5 * (1.0 + _erf(x / SQRT_2))
         return x * self.Phi
 
     def backward(self, dy):
         xp, x = get_xp(self.x), self.x
         if self.approximate == "tanh":
-            c = np.sqrt(2.0 / np.pi)
             th = self.th
-            du = c * (1.0 + 3 * 0.044715 * x ** 2)
+            du = SQRT_2_OVER_PI * (1.0 + 3 * 0.044715 * x ** 2)
             return dy * (0.5 * (1.0 + th) + 0.5 * x * (1.0 - th ** 2) * du)
-        phi = xp.exp(-0.5 * x ** 2) / np.sqrt(2.0 * np.pi)
+        phi = xp.exp(-0.5 * x ** 2) / SQRT_2PI
         return dy * (self.Phi + x * phi)
 
     def extra_repr(self):
