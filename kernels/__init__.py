@@ -2,9 +2,18 @@
 kernel and a Numba CUDA kernel side by side (installed from the top-level
 `kernels/` folder under the `minidiff` namespace).
 
-Layers call the dispatching functions below; they pick the implementation
-from the array type (see dispatch.py).
-"""
-from .dispatch import conv2d_backward, conv2d_forward
+    conv_reference.py  conv_cpu.py  conv_cuda.py        2-D convolution (im2col + GEMM)
+    sampling.py        sampling_cpu.py  sampling_cuda.py  fused DDPM / DDIM steps
+    dispatch.py        which of them an array goes to
+    check.py           compare any kernel with its reference (used by the tests)
+    numba_threads.py   Numba's CPU threading layer (workqueue; see there why)
+    bench.py           `python -m minidiff.kernels.bench`: reference vs Numba timings
 
-__all__ = ["conv2d_forward", "conv2d_backward"]
+Layers call the dispatching functions below; they pick the implementation
+from the array type (see dispatch.py). Numba is imported on first use only.
+"""
+from .dispatch import (backend_name, conv2d_backward, conv2d_forward, ddim_step, ddpm_step,
+                       reference_forced, reference_mode, use_reference)
+
+__all__ = ["conv2d_forward", "conv2d_backward", "ddpm_step", "ddim_step",
+           "use_reference", "reference_mode", "reference_forced", "backend_name"]

@@ -1,10 +1,125 @@
-"""Pick a kernel implementation by array type (placeholder: reference only)."""
+"""Pick a kernel implementation from the array type.
+
+    NumPy array                      -> Numba CPU kernels   ("numba-cpu")
+    CuPy array (module 'cupy...')    -> Numba CUDA kernels + cuBLAS ("numba-cuda")
+    other array with __minidiff_xp__ -> the plain-xp reference ("reference")
+
+The reference path is also taken when Numba cannot be imported, for dtypes the
+kernels do not cover (anything but float32/float64, or mixed dtypes), and when
+forced by `use_reference(True)`, `with reference_mode():` or the environment
+variable MINIDIFF_KERNELS=reference. Numba is imported on first use only, so
+`import minidiff` needs nothing but NumPy.
+"""
+import importlib
+import os
+from contextlib import contextmanager
+
+import numpy as np
+
 from .conv_reference import conv2d_backward_reference, conv2d_forward_reference
+from .sampling import ddim_step_reference, ddpm_step_reference
+
+_ENV = "MINIDIFF_KERNELS"
+_forced_reference = False
+_modules = {}            # "conv_cpu" -> module, or None when it failed to import
+
+
+def use_reference(flag=True):
+    """Force (True) or stop forcing (False) the reference path for every array type."""
+    global _forced_reference
+    _forced_reference = bool(flag)
+
+
+@contextmanager
+def reference_mode(flag=True):
+    """`with reference_mode(): ...` runs the block on the reference path, then restores."""
+    global _forced_reference
+    old = _forced_reference
+    _forced_reference = bool(flag)
+    try:
+        yield
+    finally:
+        _forced_reference = old
+
+
+def reference_forced():
+    """True when use_reference/reference_mode or MINIDIFF_KERNELS=reference say so."""
+    env = os.environ.get(_ENV, "").strip().lower()
+    if env not in ("", "auto", "reference"):
+        raise ValueError(f"{_ENV}: expected 'auto' or 'reference', got {env!r}")
+    return _forced_reference or env == "reference"
+
+
+def _module(name):
+    """minidiff.kernels.<name>, imported on first use; None if Numba is missing."""
+    if name not in _modules:
+        try:
+            _modules[name] = importlib.import_module(f"{__package__}.{name}")
+        except ImportError:
+            _modules[name] = None
+    return _modules[name]
+
+
+def _device(a):
+    """'cpu' for NumPy arrays, 'cuda' for CuPy arrays, None for anything else."""
+    if type(a) is np.ndarray:
+        return "cpu"
+    t = type(a)
+    if getattr(t, "__minidiff_xp__", None) is None and t.__module__.startswith("cupy"):
+        return "cuda"
+    return None
+
+
+def _route(arrays):
+    """'cpu' or 'cuda' when these arrays can go to the Numba kernels, else None."""
+    if reference_forced():
+        return None
+    arrays = [a for a in arrays if a is not None]
+    device = _device(arrays[0])
+    if device is None or any(_device(a) != device for a in arrays):
+        return None
+    dt = arrays[0].dtype
+    if dt not in (np.float32, np.float64) or any(a.dtype != dt for a in arrays):
+        return None
+    return device
+
+
+def _kernel(module, name, arrays):
+    """The Numba version `<name>_<device>` from kernels/<module>_<device>.py, or None."""
+    device = _route(arrays)
+    mod = None if device is None else _module(f"{module}_{device}")
+    return None if mod is None else getattr(mod, f"{name}_{device}")
+
+
+def backend_name(x):
+    """'numba-cpu', 'numba-cuda' or 'reference': the path an array `x` takes."""
+    device = _route([x])
+    if device is None or _module(f"conv_{device}") is None:
+        return "reference"
+    return f"numba-{device}"
 
 
 def conv2d_forward(x, w, b, stride, padding):
-    return conv2d_forward_reference(x, w, b, stride, padding)
+    """y (B, Cout, Ho, Wo) = conv2d(x (B, Cin, H, W), w (Cout, Cin, kh, kw)) + b (Cout,)."""
+    fwd = _kernel("conv", "conv2d_forward", [x, w, b]) or conv2d_forward_reference
+    return fwd(x, w, b, stride, padding)
 
 
 def conv2d_backward(dy, x, w, stride, padding, need_bias=True):
-    return conv2d_backward_reference(dy, x, w, stride, padding, need_bias)
+    """(dx, dw, db) of conv2d; db is None unless need_bias."""
+    bwd = _kernel("conv", "conv2d_backward", [dy, x, w]) or conv2d_backward_reference
+    return bwd(dy, x, w, stride, padding, need_bias)
+
+
+def ddpm_step(x_t, eps_hat, sqrt_recip_abar, sqrt_recipm1_abar, c1, c2, sigma,
+              z=None, clip=True, out=None, x0_out=None):
+    """(x_prev, x0_hat) of one DDPM reverse step; see sampling.ddpm_step_reference."""
+    step = _kernel("sampling", "ddpm_step", [x_t, eps_hat, z, out, x0_out]) or ddpm_step_reference
+    return step(x_t, eps_hat, sqrt_recip_abar, sqrt_recipm1_abar, c1, c2, sigma,
+                z=z, clip=clip, out=out, x0_out=x0_out)
+
+
+def ddim_step(x_t, eps_hat, abar, abar_next, sigma, z=None, clip=True, out=None, x0_out=None):
+    """(x_next, x0_hat) of one DDIM step; see sampling.ddim_step_reference."""
+    step = _kernel("sampling", "ddim_step", [x_t, eps_hat, z, out, x0_out]) or ddim_step_reference
+    return step(x_t, eps_hat, abar, abar_next, sigma, z=z, clip=clip, out=out, x0_out=x0_out)

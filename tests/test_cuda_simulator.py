@@ -1,0 +1,30 @@
+"""Run the CUDA kernel checks (tests/cudasim/) under Numba's CUDA simulator.
+
+NUMBA_ENABLE_CUDASIM=1 has to be set before Numba is imported, so the checks
+run in a separate `python -m pytest` process with that variable set.
+"""
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def test_cuda_kernels_under_simulator():
+    if importlib.util.find_spec("numba") is None or importlib.util.find_spec("numba.cuda") is None:
+        pytest.skip("needs numba and numba-cuda (pip install -e '.[dev]')")
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")          # keeps OPENBLAS_* and the rest
+    env.pop("MINIDIFF_KERNELS", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", os.path.join(HERE, "cudasim", "cuda_kernels_check.py"),
+         "-q", "-o", "addopts=", "-p", "no:cacheprovider"],
+        cwd=os.path.dirname(HERE), env=env, capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    counts = {k: int(n) for n, k in re.findall(r"(\d+) (passed|failed|error|errors|skipped)", out)}
+    assert counts.get("passed", 0) > 0, out[-4000:]
+    assert counts.get("failed", 0) == 0 and counts.get("skipped", 0) == 0, out[-4000:]
