@@ -13,7 +13,7 @@ import numbers
 import numpy as np
 
 from ..backend import as_rng, randn, to_host
-from .guidance import check_guidance_scale
+from .guidance import check_guidance_scale, guided_forward
 
 SPACINGS = ("linspace", "leading", "trailing")
 
@@ -82,6 +82,8 @@ class DDIMMixin:
                                check_guidance_scale(guidance_scale), clip_denoised)
 
     def _ddim_step(self, x_t, t, t_next, noise, eta, labels, guidance_scale, clip_denoised):
+        if isinstance(t, int) and isinstance(t_next, int) and self.objective == "eps":
+            return self._ddim_step_fused(x_t, t, t_next, noise, eta, labels, guidance_scale, clip_denoised)
         eps, x0_hat = self._model_predictions(x_t, t, labels, guidance_scale, clip_denoised)
         xp, n = self.xp, x_t.ndim
         abar_t, abar_next = self._abar(t, n), self._abar(t_next, n)          # (B, 1, ...)
@@ -92,6 +94,19 @@ class DDIMMixin:
         else:
             x_next = x_next + xp.sqrt(1 - abar_next) * eps
         return x_next, x0_hat
+
+    def _ddim_step_fused(self, x_t, t, t_next, noise, eta, labels, guidance_scale, clip_denoised):
+        """The same step for int t, t_next: model -> eps_hat, then one fused pass
+        (minidiff.kernels.ddim_step); sigma from host floats, no device sync."""
+        from ..kernels import ddim_step
+        eps_hat = guided_forward(self.model, x_t, self._t_batch(t, x_t.shape[0]), labels, guidance_scale)
+        if tuple(eps_hat.shape) != tuple(x_t.shape):
+            raise ValueError(f"model output: expected shape {tuple(x_t.shape)}, got {tuple(eps_hat.shape)}")
+        abar64 = self._buffers64["alphas_cumprod"]
+        abar, abar_next = float(abar64[t]), (float(abar64[t_next]) if t_next >= 0 else 1.0)
+        sigma = eta * np.sqrt((1 - abar_next) / (1 - abar) * max(1 - abar / abar_next, 0.0)) if eta > 0 else 0.0
+        clip = self.clip_denoised if clip_denoised is None else clip_denoised
+        return ddim_step(x_t, eps_hat, abar, abar_next, float(sigma), z=noise if eta > 0 else None, clip=bool(clip))
 
     def _ddim_schedule(self, sampling_timesteps, spacing):
         S = self.num_timesteps if sampling_timesteps is None else sampling_timesteps

@@ -301,6 +301,8 @@ class GaussianDiffusion(DDIMMixin):
                               check_guidance_scale(guidance_scale), clip_denoised)
 
     def _p_sample(self, x_t, t, noise, labels, guidance_scale, clip_denoised):
+        if isinstance(t, int) and self.objective == "eps":
+            return self._p_sample_fused(x_t, t, noise, labels, guidance_scale, clip_denoised)
         mean, _, log_var, x0_hat = self._p_mean_variance(x_t, t, labels, guidance_scale, clip_denoised)
         if isinstance(t, int):
             if t == 0:
@@ -308,6 +310,22 @@ class GaussianDiffusion(DDIMMixin):
             return mean + self.xp.exp(0.5 * log_var) * noise, x0_hat
         nonzero = (t != 0).astype(x_t.dtype).reshape((-1,) + (1,) * (x_t.ndim - 1))   # (B, 1, ...)
         return mean + nonzero * self.xp.exp(0.5 * log_var) * noise, x0_hat
+
+    def _p_sample_fused(self, x_t, t, noise, labels, guidance_scale, clip_denoised):
+        """The same step for one int t: model -> eps_hat, then one fused pass
+        (minidiff.kernels.ddpm_step) for x0_hat, its clipping, the posterior mean
+        and the noise. Coefficients are host floats: no device sync."""
+        from ..kernels import ddpm_step
+        eps_hat = guided_forward(self.model, x_t, self._t_batch(t, x_t.shape[0]), labels, guidance_scale)
+        if tuple(eps_hat.shape) != tuple(x_t.shape):
+            raise ValueError(f"model output: expected shape {tuple(x_t.shape)}, got {tuple(eps_hat.shape)}")
+        b = self._buffers64
+        var = b["posterior_variance" if self.variance == "fixed_small" else "model_variance_fixed_large"][t]
+        sigma = float(np.sqrt(var)) if t > 0 else 0.0
+        clip = self.clip_denoised if clip_denoised is None else clip_denoised
+        return ddpm_step(x_t, eps_hat, float(b["sqrt_recip_alphas_cumprod"][t]),
+                         float(b["sqrt_recipm1_alphas_cumprod"][t]), float(b["posterior_mean_coef1"][t]),
+                         float(b["posterior_mean_coef2"][t]), sigma, z=noise if t > 0 else None, clip=bool(clip))
 
     def p_sample_loop(self, shape, labels=None, guidance_scale=1.0, rng=None, progress=True, clip_denoised=None):
         """Ancestral sampling x_{T-1} ~ N(0, I) -> ... -> x_{-1} = x0.   -> (B, ...)"""
