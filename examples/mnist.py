@@ -44,7 +44,7 @@ def parse_args(argv=None):
     p.add_argument("--schedule", default="cosine", choices=["linear", "cosine", "sigmoid"])
     p.add_argument("--model-channels", type=int, default=16)
     p.add_argument("--channel-multipliers", default="1,2,3")
-    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--epochs", type=int, default=25)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--ema-decay", type=float, default=0.999, help="EMA of the weights; 0 = off")
