@@ -2,45 +2,15 @@
 import numpy as np
 import pytest
 
-from gradcheck import numerical_grad, rel_error
+from gradcheck import check_gradients, numerical_grad, rel_error
 from minidiff.models.lenet import LeNet5, softmax_cross_entropy
-
-
-def sampled_gradient_errors(model, x, num_entries=12, h=1e-6, seed=0):
-    """Relative error of backward vs central differences on `num_entries` random entries
-    of the input and of every parameter; L = sum(forward(x) * R)."""
-    rng = np.random.default_rng(seed)
-    R = rng.standard_normal(model.forward(x).shape)                   # (B, 10) = dL/dy
-
-    def loss():
-        return float(np.sum(model.forward(x) * R))
-
-    model.zero_grad()
-    model.forward(x)
-    dx = model.backward(R)
-    errors = {}
-    for name, a, g in [("input", x, dx)] + [(n, p, gr.copy()) for n, p, gr in model.named_parameters()]:
-        flat_idx = rng.choice(a.size, size=min(num_entries, a.size), replace=False)
-        numeric, analytic = [], []
-        for fi in flat_idx:
-            i = np.unravel_index(fi, a.shape)
-            old = a[i]
-            a[i] = old + h
-            fp = loss()
-            a[i] = old - h
-            fm = loss()
-            a[i] = old
-            numeric.append((fp - fm) / (2 * h))
-            analytic.append(g[i])
-        errors[name] = rel_error(analytic, numeric)
-    return errors
 
 
 @pytest.mark.parametrize("activation,pool", [("relu", "max"), ("silu", "avg")])
 def test_lenet_gradients_float64(activation, pool):
     model = LeNet5(seed=1, activation=activation, pool=pool, dtype=np.float64)
     x = np.random.default_rng(2).uniform(-1, 1, (2, 1, 28, 28))      # (B, 1, 28, 28)
-    errors = sampled_gradient_errors(model, x)
+    errors = check_gradients(model, x, max_entries=12, max_input_entries=12)
     assert len(errors) == 1 + 10                                      # input + 5 weights + 5 biases
     worst = max(errors, key=errors.get)
     assert errors[worst] <= 1e-6, f"{worst}: {errors[worst]:.2e} (all: {errors})"
