@@ -51,6 +51,13 @@ def prepare_step(x_t, eps_hat, z, out, x0_out):
     return flat(x_t), flat(eps_hat), flat(z), out, x0_out, out.reshape(B, -1), x0_out.reshape(B, -1)
 
 
+def ddpm_coefficients(sqrt_recip_abar, sqrt_recipm1_abar, c1, c2, sigma, B, like):
+    """The five DDPM coefficients as (B,) arrays: (1/sqrt(abar), sqrt(1/abar - 1), c1, c2, sigma)."""
+    return [per_sample(c, B, like, n) for c, n in (
+        (sqrt_recip_abar, "sqrt_recip_abar"), (sqrt_recipm1_abar, "sqrt_recipm1_abar"),
+        (c1, "c1"), (c2, "c2"), (sigma, "sigma"))]
+
+
 def ddim_coefficients(abar, abar_next, sigma, B, like):
     """(B,) arrays (1/sqrt(abar), sqrt(1/abar - 1), sqrt(abar), sqrt(1 - abar),
     sqrt(abar_next), sqrt(1 - abar_next - sigma^2), sigma)."""
@@ -68,9 +75,8 @@ def ddpm_step_reference(x_t, eps_hat, sqrt_recip_abar, sqrt_recipm1_abar, c1, c2
     xp = get_xp(x_t)
     x, eps, z, out, x0_out, x_prev, x0 = prepare_step(x_t, eps_hat, z, out, x0_out)
     B = x.shape[0]
-    a, bm, c1, c2, sigma = (per_sample(c, B, x, n)[:, None] for c, n in (                # (B, 1)
-        (sqrt_recip_abar, "sqrt_recip_abar"), (sqrt_recipm1_abar, "sqrt_recipm1_abar"),
-        (c1, "c1"), (c2, "c2"), (sigma, "sigma")))
+    a, bm, c1, c2, sigma = (c[:, None] for c in                                          # (B, 1)
+                            ddpm_coefficients(sqrt_recip_abar, sqrt_recipm1_abar, c1, c2, sigma, B, x))
     x0[...] = a * x - bm * eps                                         # (B, D)
     if clip:
         xp.clip(x0, -1, 1, out=x0)

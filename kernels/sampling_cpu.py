@@ -2,7 +2,7 @@
 import numpy as np
 from numba import njit
 
-from .sampling import ddim_coefficients, per_sample, prepare_step
+from .sampling import ddim_coefficients, ddpm_coefficients, prepare_step
 
 
 # Loop mapping: one pass over sample b's row of D values with its coefficients
@@ -52,9 +52,7 @@ def ddpm_step_cpu(x_t, eps_hat, sqrt_recip_abar, sqrt_recipm1_abar, c1, c2, sigm
     """(x_prev, x0_hat) in one pass; see sampling.ddpm_step_reference."""
     x, eps, z, out, x0_out, x_prev, x0 = prepare_step(x_t, eps_hat, z, out, x0_out)
     B = x.shape[0]
-    coefs = [per_sample(c, B, x, n) for c, n in (
-        (sqrt_recip_abar, "sqrt_recip_abar"), (sqrt_recipm1_abar, "sqrt_recipm1_abar"),
-        (c1, "c1"), (c2, "c2"), (sigma, "sigma"))]                     # 5 x (B,)
+    coefs = ddpm_coefficients(sqrt_recip_abar, sqrt_recipm1_abar, c1, c2, sigma, B, x)   # 5 x (B,)
     ddpm_step_kernel(x, eps, *coefs, x if z is None else z, bool(clip), z is not None, x_prev, x0)
     return out, x0_out
 

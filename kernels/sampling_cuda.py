@@ -6,7 +6,7 @@ the CUDA simulator.
 from numba import cuda
 
 from .conv_cuda import TPB, as_kernel_arg, blocks_for
-from .sampling import ddim_coefficients, per_sample, prepare_step
+from .sampling import ddim_coefficients, ddpm_coefficients, prepare_step
 
 
 # Thread mapping: one thread per element n = b*D + d of (B, D); it reads
@@ -56,9 +56,7 @@ def ddpm_step_cuda(x_t, eps_hat, sqrt_recip_abar, sqrt_recipm1_abar, c1, c2, sig
     """(x_prev, x0_hat) in one kernel launch; see sampling.ddpm_step_reference."""
     x, eps, z, out, x0_out, x_prev, x0 = prepare_step(x_t, eps_hat, z, out, x0_out)
     B = x.shape[0]
-    coefs = [per_sample(c, B, x, n) for c, n in (
-        (sqrt_recip_abar, "sqrt_recip_abar"), (sqrt_recipm1_abar, "sqrt_recipm1_abar"),
-        (c1, "c1"), (c2, "c2"), (sigma, "sigma"))]                     # 5 x (B,)
+    coefs = ddpm_coefficients(sqrt_recip_abar, sqrt_recipm1_abar, c1, c2, sigma, B, x)   # 5 x (B,)
     args = [x, eps, *coefs, x if z is None else z]
     ddpm_step_kernel[blocks_for(x.size), TPB](*map(as_kernel_arg, args), bool(clip), z is not None,
                                               as_kernel_arg(x_prev), as_kernel_arg(x0))
