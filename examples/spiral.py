@@ -1,7 +1,7 @@
 """Train a DDPM on the 2-D spiral, sample it with DDPM and DDIM, and measure how
 close the samples lie to the clean spiral.
 
-    python examples/spiral.py                  # defaults (about 40 s on 2 cores)
+    python examples/spiral.py                  # defaults (about 25 s on 2 cores)
     python examples/spiral.py --epochs 100 --ema-decay 0 --out outputs/anchor   # the Julia anchor's recipe
 
 The model, schedule, data and optimiser are DenoisingDiffusion.jl's spiral run
@@ -9,6 +9,7 @@ The model, schedule, data and optimiser are DenoisingDiffusion.jl's spiral run
 batch 32, Adam 1e-3). Two defaults differ from that anchor because training
 here is fast: 400 epochs instead of 100, and an EMA of the weights (0.999);
 with the anchor's 100 epochs and no EMA, DDPM lands near the anchor's 0.015.
+DDIM uses `trailing` spacing (its first step at t = T-1).
 
 Writes into --out: loss.png, forward.png, reverse.gif, samples.png,
 distance.png, checkpoint.h5, samples.npz (arrays `ddpm`, `ddim`, each (N, 2)),
