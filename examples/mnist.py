@@ -27,7 +27,7 @@ from minidiff.diffusion import GaussianDiffusion
 from minidiff.judge import load_judge
 from minidiff.metrics.frechet import fld, guided_accuracy
 from minidiff.models import UNet
-from minidiff.optim import EMA, Adam
+from minidiff.optim import EMA, Adam, cosine
 from minidiff.train import train
 
 
@@ -47,6 +47,8 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, default=25)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"],
+                   help="cosine: decay to 0 over the run (after 100 warm-up steps)")
     p.add_argument("--ema-decay", type=float, default=0.999, help="EMA of the weights; 0 = off")
     p.add_argument("--max-train", type=int, default=None, help="use at most this many training digits")
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.h5")
@@ -102,10 +104,13 @@ def main(argv=None):
     ema = EMA(model, decay=args.ema_decay) if args.ema_decay > 0 else None
     n_val = min(500, len(x_test))
     val = (x_test[:n_val], test_digits[:n_val].astype(np.int64) + 1) if args.conditional else x_test[:n_val]
+    total_steps = args.epochs * -(-len(x) // args.batch_size)
+    schedule = cosine(total_steps, warmup_steps=min(100, total_steps - 1)) if args.lr_schedule == "cosine" else None
     t0 = time.perf_counter()
     history = train(diffusion, x, labels=labels, prob_uncond=args.prob_uncond if args.conditional else 0.0,
                     val_data=val, epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
-                    ema=ema, checkpoint_path=ckpt, resume=args.resume, seed=args.seed, progress=progress)
+                    lr_schedule=schedule, ema=ema, checkpoint_path=ckpt, resume=args.resume, seed=args.seed,
+                    progress=progress)
     train_time = time.perf_counter() - t0
     if ema is not None:
         ema.copy_to(model)
@@ -142,7 +147,7 @@ def main(argv=None):
     metrics = dict(data=source, conditional=args.conditional, num_train=int(len(x)), epochs=len(history["train_loss"]),
                    parameters=model.num_params(), samples=args.samples, num_timesteps=T, schedule=args.schedule,
                    ddim_steps=args.ddim_steps, ddim_eta=args.eta, ddim_spacing=args.ddim_spacing,
-                   guidance_scale=s, ema_decay=args.ema_decay,
+                   guidance_scale=s, ema_decay=args.ema_decay, lr=args.lr, lr_schedule=args.lr_schedule,
                    fld_ddpm=fld(judge, ddpm, real), fld_ddim=fld(judge, ddim, real),
                    fld_real_train_vs_heldout=fld(judge, x[:len(real)], real),
                    final_train_loss=history["train_loss"][-1], final_val_loss=history["val_loss"][-1],
