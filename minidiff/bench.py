@@ -61,13 +61,14 @@ ANCHOR = dict(in_channels=1, model_channels=16, num_timesteps=100, channel_multi
 
 # --- optional pieces ----------------------------------------------------------------
 def import_torch():
-    """minidiff.bench_torch with torch at 2 threads, or None when torch is not installed."""
+    """The PyTorch mirrors (bench_torch.load()) at 2 threads, or None when torch is not installed."""
+    from . import bench_torch
     try:
-        from . import bench_torch
+        bt = bench_torch.load()
     except ImportError:
         return None
-    bench_torch.set_threads(TORCH_THREADS)
-    return bench_torch
+    bt.set_threads(TORCH_THREADS)
+    return bt
 
 
 @contextmanager

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from minidiff import bench
+from minidiff import bench, bench_torch
 from minidiff.models import UNet
 
 ROW_KEYS = {"case", "minidiff_reference_s", "minidiff_kernels_s", "torch_s", "ratio_vs_torch",
@@ -53,15 +53,16 @@ def test_run_case_without_torch():
 
 
 def test_run_case_with_torch():
-    bt = pytest.importorskip("minidiff.bench_torch")
+    pytest.importorskip("torch")
+    bt = bench_torch.load()
     bt.set_threads(2)
     row = bench.run_case("mlp_train_step", bt=bt, repeats=1, warmup=0, memory=False)
     _check_row(row, "mlp_train_step", with_torch=True)
 
 
 def test_torch_mirror_matches_unet():
-    bt = pytest.importorskip("minidiff.bench_torch")
     torch = pytest.importorskip("torch")
+    bt = bench_torch.load()
     model = UNet(1, 8, 10, channel_multipliers=(1, 2), groups=4, num_classes=3, dtype=np.float64)
     tmodel = bt.from_minidiff(model)
     assert bt.num_params(tmodel) == model.num_params()
