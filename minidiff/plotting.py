@@ -141,14 +141,17 @@ def image_grid(images, path, nrow, title=None, row_labels=None):
     plt.close(fig)
 
 
-def image_gif(frames, titles, path, nrow, fps=10, hold=10):
-    """Frames (K, N, C, H, W) in [-1, 1] shown as grids -> GIF (Pillow)."""
-    from PIL import Image
+def image_gif(frames, titles, path, nrow, fps=10, hold=10, scale=3, header=16):
+    """Frames (K, N, C, H, W) in [-1, 1] shown as grids, each under its title -> GIF (Pillow)."""
+    from PIL import Image, ImageDraw
     images = []
-    for f in to_host(frames):
-        canvas = tile(f, nrow).mean(axis=2)                    # grey
-        img = Image.fromarray((canvas * 255).astype(np.uint8)).resize((canvas.shape[1] * 3, canvas.shape[0] * 3),
-                                                                      Image.NEAREST)
+    for f, title in zip(to_host(frames), titles):
+        canvas = tile(f, nrow).mean(axis=2)                    # grey (rows, cols)
+        grid = Image.fromarray((canvas * 255).astype(np.uint8))
+        grid = grid.resize((grid.width * scale, grid.height * scale), Image.NEAREST)
+        img = Image.new("L", (grid.width, grid.height + header), color=255)
+        img.paste(grid, (0, header))
+        ImageDraw.Draw(img).text((4, 2), title, fill=0)
         images.append(img)
     images += [images[-1]] * hold
     images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
