@@ -1,4 +1,4 @@
-"""Training checkpoints in HDF5 (h5py, imported on use; no pickle).
+"""Training checkpoints in HDF5 (h5py, imported on use): plain arrays and JSON, nothing executable.
 
 Layout of one file:
     /                attrs: format="minidiff-checkpoint", format_version, model_class,
