@@ -221,3 +221,17 @@ class FakeCupy:
 
 xp = FakeCupy()
 DeviceArray.__minidiff_xp__ = xp
+
+
+def assert_same_on_device(host, dev, x, dy, tol=1e-12):
+    """Run layer `host` on NumPy and its twin `dev` (already .to(xp)) on the fake
+    device: outputs, input gradients and parameter gradients must agree, and the
+    device results must be device arrays."""
+    from minidiff.backend import to_host
+    y = dev.forward(xp.asarray(x))
+    dx = dev.backward(xp.asarray(dy))
+    assert isinstance(y, DeviceArray) and isinstance(dx, DeviceArray)
+    np.testing.assert_allclose(to_host(y), host.forward(x), rtol=tol, atol=tol)
+    np.testing.assert_allclose(to_host(dx), host.backward(dy), rtol=tol, atol=tol)
+    for k in host.grads:
+        np.testing.assert_allclose(to_host(dev.grads[k]), host.grads[k], rtol=tol, atol=tol)

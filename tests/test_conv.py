@@ -174,16 +174,7 @@ def test_matches_torch(B, Cin, Cout, H, W, k, s, p):
 @pytest.mark.parametrize("Cin", [2, 9])                 # both forward paths (cols / per offset)
 def test_device_path_matches_numpy(Cin):
     """On the CuPy-like fake device the same code runs without host copies."""
-    from fakecupy import DeviceArray, xp
-
-    from minidiff.backend import to_host
+    from fakecupy import assert_same_on_device, xp
     host = Conv2d(Cin, 3, 4, stride=2, padding=1, rng=0, dtype=np.float64)
     dev = Conv2d(Cin, 3, 4, stride=2, padding=1, rng=0, dtype=np.float64).to(xp)
-    x, dy = _random((2, Cin, 7, 7), 1), _random((2, 3, 3, 3), 2)
-    y = dev.forward(xp.asarray(x))
-    dx = dev.backward(xp.asarray(dy))
-    assert isinstance(y, DeviceArray) and isinstance(dx, DeviceArray)
-    np.testing.assert_allclose(to_host(y), host.forward(x), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(to_host(dx), host.backward(dy), rtol=1e-12, atol=1e-12)
-    for k in ("weight", "bias"):
-        np.testing.assert_allclose(to_host(dev.grads[k]), host.grads[k], rtol=1e-12, atol=1e-12)
+    assert_same_on_device(host, dev, _random((2, Cin, 7, 7), 1), _random((2, 3, 3, 3), 2))
