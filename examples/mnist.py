@@ -49,6 +49,8 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"],
                    help="cosine: decay to 0 over the run (after 100 warm-up steps)")
+    p.add_argument("--min-snr-gamma", type=float, default=None,
+                   help="weight the loss by min(SNR, gamma) (Hang et al. 2023); default: unweighted")
     p.add_argument("--ema-decay", type=float, default=0.999, help="EMA of the weights; 0 = off")
     p.add_argument("--max-train", type=int, default=None, help="use at most this many training digits")
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.h5")
@@ -95,7 +97,8 @@ def main(argv=None):
     T = args.num_timesteps
     model = UNet(1, args.model_channels, T, channel_multipliers=args.channel_multipliers,
                  num_classes=10 if args.conditional else None, seed=args.seed)
-    diffusion = GaussianDiffusion(model, T, schedule=args.schedule, data_shape=(1, 28, 28))
+    diffusion = GaussianDiffusion(model, T, schedule=args.schedule, data_shape=(1, 28, 28),
+                                  min_snr_gamma=args.min_snr_gamma)
     print(f"UNet: {model.num_params():,} parameters")
 
     # --- train ----------------------------------------------------------
@@ -148,6 +151,7 @@ def main(argv=None):
                    parameters=model.num_params(), samples=args.samples, num_timesteps=T, schedule=args.schedule,
                    ddim_steps=args.ddim_steps, ddim_eta=args.eta, ddim_spacing=args.ddim_spacing,
                    guidance_scale=s, ema_decay=args.ema_decay, lr=args.lr, lr_schedule=args.lr_schedule,
+                   min_snr_gamma=args.min_snr_gamma,
                    fld_ddpm=fld(judge, ddpm, real), fld_ddim=fld(judge, ddim, real),
                    fld_real_train_vs_heldout=fld(judge, x[:len(real)], real),
                    final_train_loss=history["train_loss"][-1], final_val_loss=history["val_loss"][-1],

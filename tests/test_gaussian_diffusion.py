@@ -268,6 +268,43 @@ def test_p_losses_gradient_matches_finite_difference(loss, objective):
     np.testing.assert_allclose(d_out, num, rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.parametrize("objective", ["eps", "x0", "v"])
+@pytest.mark.parametrize("loss", ["mse", "mae"])
+def test_min_snr_weighted_loss_and_gradient(objective, loss):
+    rng = np.random.default_rng(5)
+    x0, noise, out = (rng.standard_normal((4, 3)) for _ in range(3))
+    t = np.array([0, 3, 11, 19])
+    d = make(T=20, objective=objective, min_snr_gamma=5.0)
+    # the weight, derived here from the x0-space weight min(SNR, 5): a target eps
+    # (x0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar)) scales errors by 1/SNR, a target v by 1/(SNR + 1)
+    abar = np.cumprod(1.0 - d._buffers64["betas"])
+    weight = []
+    for k in t:
+        snr = abar[k] / (1.0 - abar[k])
+        weight.append(min(snr, 5.0) * {"eps": 1.0 / snr, "x0": 1.0, "v": 1.0 / (snr + 1.0)}[objective])
+    weight = np.array(weight)[:, None]
+    assert weight.min() < 0.99 or objective != "eps"          # the weighting changes something
+    d.model = FixedModel(out)
+    value, d_out = d.p_losses(x0, t=t, noise=noise, loss=loss)
+    target = {"eps": noise, "x0": x0, "v": d.predict_v(x0, t, noise)}[objective]
+    diff = out - target
+    want = np.mean(weight * (diff**2 if loss == "mse" else np.abs(diff)))
+    assert float(value) == pytest.approx(want, rel=1e-12)
+    h, num = 1e-6, np.zeros_like(out)
+    for i in np.ndindex(out.shape):
+        op, om = out.copy(), out.copy()
+        op[i] += h
+        om[i] -= h
+        num[i] = (_loss_value(d, op, x0, t, noise, loss) - _loss_value(d, om, x0, t, noise, loss)) / (2 * h)
+    np.testing.assert_allclose(d_out, num, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("gamma", [0, -1.0, "5", float("nan")])
+def test_min_snr_gamma_must_be_positive(gamma):
+    with pytest.raises(ValueError, match="min_snr_gamma"):
+        make(min_snr_gamma=gamma)
+
+
 def test_p_losses_draws_t_and_noise_from_rng():
     model = FixedModel(np.zeros((64, 2), np.float32))
     d = GaussianDiffusion(model, 40)

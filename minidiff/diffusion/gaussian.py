@@ -18,6 +18,20 @@ VARIANCES = ("fixed_small", "fixed_large")
 LOSSES = ("mse", "mae")
 
 
+def min_snr_weights(abar, objective, gamma):
+    """Min-SNR-gamma loss weights (Hang et al. 2023), per timestep, float64 (T,).
+
+    With SNR_t = abar_t / (1 - abar_t), the x0-space weight min(SNR_t, gamma)
+    expressed for the network's target: eps -> min(SNR, gamma) / SNR,
+    x0 -> min(SNR, gamma), v -> min(SNR, gamma) / (SNR + 1). It caps the
+    weight of the nearly-clean timesteps, whose easy denoising otherwise
+    dominates the gradient early in training.
+    """
+    snr = abar / (1.0 - abar)
+    clipped = np.minimum(snr, gamma)
+    return {"eps": clipped / snr, "x0": clipped, "v": clipped / (snr + 1.0)}[objective]
+
+
 def diffusion_buffers(betas):
     """betas (T,) float64 -> dict of the float64 (T,) buffers of EQUATIONS.md."""
     T = len(betas)
@@ -57,7 +71,7 @@ class GaussianDiffusion(DDIMMixin):
 
     def __init__(self, model, num_timesteps=None, *, betas=None, schedule="linear", schedule_kwargs=None,
                  objective="eps", variance="fixed_small", clip_denoised=True, data_shape=None,
-                 dtype=np.float32, device="cpu"):
+                 min_snr_gamma=None, dtype=np.float32, device="cpu"):
         if not hasattr(model, "forward"):
             raise TypeError(f"model: expected an object with forward(x, t), got {type(model).__name__}")
         given_betas = betas
@@ -83,6 +97,12 @@ class GaussianDiffusion(DDIMMixin):
         self.clip_denoised = bool(clip_denoised)
         self.data_shape = None if data_shape is None else tuple(int(d) for d in data_shape)
         self._buffers64 = diffusion_buffers(betas)
+        if min_snr_gamma is not None:
+            if not isinstance(min_snr_gamma, numbers.Real) or not min_snr_gamma > 0:
+                raise ValueError(f"min_snr_gamma: expected a positive number or None, got {min_snr_gamma!r}")
+            self._buffers64["loss_weight"] = min_snr_weights(self._buffers64["alphas_cumprod"], objective,
+                                                             float(min_snr_gamma))
+        self.min_snr_gamma = None if min_snr_gamma is None else float(min_snr_gamma)
         self.dtype = check_float_dtype(dtype)
         self.xp = device_module(device)
         self._set_buffers()
@@ -106,8 +126,9 @@ class GaussianDiffusion(DDIMMixin):
         return self
 
     def __repr__(self):
+        snr = "" if self.min_snr_gamma is None else f", min_snr_gamma={self.min_snr_gamma:g}"
         return (f"GaussianDiffusion(T={self.num_timesteps}, objective={self.objective!r}, "
-                f"variance={self.variance!r}, dtype={self.dtype.name}, data_shape={self.data_shape})")
+                f"variance={self.variance!r}{snr}, dtype={self.dtype.name}, data_shape={self.data_shape})")
 
     # ---- validation ----------------------------------------------------------------
     def _check_x(self, x, name="x"):
@@ -352,9 +373,10 @@ class GaussianDiffusion(DDIMMixin):
 
     # ---- training loss -------------------------------------------------------------
     def p_losses(self, x0, t=None, noise=None, labels=None, loss="mse", rng=None):
-        """(loss, d_out): loss = mean |model(x_t, t) - target|^p, target eps, x0 or v.
+        """(loss, d_out): loss = mean w_t |model(x_t, t) - target|^p, target eps, x0 or v.
 
-        mse: d_out = 2 (out - target) / N; mae: d_out = sign(out - target) / N.
+        mse: d_out = 2 w_t (out - target) / N; mae: d_out = w_t sign(out - target) / N.
+        w_t = 1, or the min-SNR weight when the diffusion has `min_snr_gamma`.
         t defaults to Uniform{0..T-1}, noise to N(0, I), both drawn from rng.
         loss is a 0-d array on the device (no sync).
         """
@@ -383,7 +405,11 @@ class GaussianDiffusion(DDIMMixin):
         diff = out - target                                      # (B, ...)
         N = diff.size
         if loss == "mse":
-            value, d_out = xp.mean(diff * diff), diff * (2.0 / N)
+            value, d_out = diff * diff, diff * (2.0 / N)
         else:
-            value, d_out = xp.mean(xp.abs(diff)), xp.sign(diff) / N
+            value, d_out = xp.abs(diff), xp.sign(diff) / N
+        if self.min_snr_gamma is not None:
+            w = self._coef("loss_weight", t, diff.ndim)          # (B, 1, ...)
+            value, d_out = value * w, d_out * w
+        value = xp.mean(value)
         return xp.asarray(value), d_out.astype(out.dtype, copy=False)
