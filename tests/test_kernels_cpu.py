@@ -5,7 +5,7 @@ import pytest
 pytest.importorskip("numba")
 
 import minidiff.kernels as K
-from minidiff.kernels import conv_cpu, conv_reference, grid_cpu, sampling, sampling_cpu
+from minidiff.kernels import conv_cpu, conv_reference, sampling, sampling_cpu
 from minidiff.kernels.check import (check_kernel, conv_backward_case, conv_case, ddim_case,
                                     ddpm_case)
 
@@ -20,8 +20,6 @@ CONV_SHAPES = [
     (2, 1, 6, 12, 12, 5, 1, 2),
     (2, 6, 4, 9, 9, 5, 1, 0),
     (1, 3, 2, 9, 8, (3, 2), (2, 1), (0, 2)),
-    (2, 3, 2, 5, 6, (2, 3), 1, (1, 0)),        # stride 1 (the padded-grid path), uneven kernel
-    (1, 2, 3, 4, 4, 3, 1, 2),                  # padding wider than needed
 ]
 
 
@@ -58,29 +56,6 @@ def test_im2col_col2im_match_reference(dtype):
     x = rng.standard_normal((2, 3, 7, 5)).astype(dtype)
     cols = check_kernel(conv_cpu.im2col, conv_reference.im2col, (x, 3, 3, 2, 1))
     check_kernel(conv_cpu.col2im, conv_reference.col2im, (cols, x.shape, 3, 3, 2, 1))
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_grid_kernels_by_hand(dtype):
-    """to_grid / shifted_rows / from_grid against index arithmetic written out in NumPy."""
-    rng = np.random.default_rng(5)
-    B, C, H, W, top, left, Hp, Wp, front = 2, 3, 4, 5, 1, 2, 7, 8, 3
-    x = rng.standard_normal((B, C, H, W)).astype(dtype)
-    L = front + B * Hp * Wp + Wp + 3          # room for the largest shift below
-    grid = grid_cpu.to_grid_cpu(x, top, left, Hp, Wp, front, np.full((C, L), np.nan, dtype))
-    want = np.zeros((C, L), dtype)
-    cells = want[:, front:front + B * Hp * Wp].reshape(C, B, Hp, Wp)
-    cells[:, :, top:top + H, left:left + W] = x.transpose(1, 0, 2, 3)
-    np.testing.assert_array_equal(grid, want)
-    offsets = np.array([0, 1, Wp, Wp + 3])
-    M = B * Hp * Wp
-    cols = grid_cpu.shifted_rows_cpu(grid, offsets, M, np.empty((C * 4, M), dtype))
-    for c in range(C):
-        for k, o in enumerate(offsets):
-            np.testing.assert_array_equal(cols[c * 4 + k], grid[c, o:o + M])
-    bias = rng.standard_normal(C).astype(dtype)
-    out = grid_cpu.from_grid_cpu(grid[:, front:], top, left, Hp, Wp, bias, np.empty_like(x))
-    np.testing.assert_allclose(out, x + bias[None, :, None, None], rtol=1e-6)
 
 
 def test_conv_accepts_non_contiguous_input():
