@@ -354,6 +354,51 @@ def test_labels_none_calls_model_without_labels():
     assert model.calls == [(3, None)]
 
 
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
+def test_guidance_interval_guides_only_inside_it(sampler):
+    """With interval (2, 5): a doubled batch exactly at the steps 2..5, one pass
+    elsewhere, and the same samples as stepping by hand with s chosen per step."""
+    T, s, lo, hi = 10, 3.0, 2, 5
+    labels, shape = np.array([1, 2, 3]), (3, 2)
+    model = LabelModel()
+    d = make(T=T, model=model, clip_denoised=False)
+    if sampler == "ddpm":
+        got = d.p_sample_loop(shape, labels=labels, guidance_scale=s, rng=0, progress=False,
+                              guidance_interval=(lo, hi))
+        steps = list(range(T - 1, -1, -1))
+    else:
+        got = d.ddim_sample_loop(shape, sampling_timesteps=T, eta=0.5, labels=labels, guidance_scale=s,
+                                 rng=0, progress=False, guidance_interval=(lo, hi))
+        steps = list(range(T - 1, -1, -1))
+    batch_sizes = [n for n, _ in model.calls]
+    assert batch_sizes == [6 if lo <= t <= hi else 3 for t in steps]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape)
+    for t in steps:                                     # the same loop by hand, one step at a time
+        scale = s if lo <= t <= hi else 1.0
+        if sampler == "ddpm":
+            noise = rng.standard_normal(shape) if t > 0 else None
+            x = d.p_sample(x, t, noise=noise, labels=labels, guidance_scale=scale)[0]
+        else:
+            x = d.ddim_sample(x, t, t - 1, noise=rng.standard_normal(shape), eta=0.5, labels=labels,
+                              guidance_scale=scale)[0]
+    np.testing.assert_allclose(got, x, rtol=1e-12, atol=1e-12)
+    full = d.p_sample_loop(shape, labels=labels, guidance_scale=s, rng=0, progress=False) \
+        if sampler == "ddpm" else d.ddim_sample_loop(shape, sampling_timesteps=T, eta=0.5, labels=labels,
+                                                     guidance_scale=s, rng=0, progress=False)
+    assert not np.allclose(full, got)                   # the interval changed the samples
+
+
+@pytest.mark.parametrize("interval", [(5, 2), (-1, 3), (0, 10), (1,), "ab", 3])
+def test_guidance_interval_rejects_bad_values(interval):
+    d = make(T=10, model=LabelModel(), data_shape=(2,))
+    with pytest.raises(ValueError, match="guidance_interval"):
+        d.p_sample_loop((1, 2), labels=np.array([1]), guidance_scale=2.0, progress=False, guidance_interval=interval)
+    with pytest.raises(ValueError, match="guidance_interval"):
+        d.ddim_sample_loop((1, 2), sampling_timesteps=5, labels=np.array([1]), guidance_scale=2.0,
+                           progress=False, guidance_interval=interval)
+
+
 # ---- bad input ------------------------------------------------------------------------
 def test_bad_inputs_raise_naming_the_argument():
     d = make(T=10, data_shape=(3,))

@@ -13,7 +13,7 @@ import numbers
 import numpy as np
 
 from ..backend import as_rng, randn, to_host
-from .guidance import check_guidance_scale, guided_forward
+from .guidance import check_guidance_interval, check_guidance_scale, guided_forward, scale_at
 
 SPACINGS = ("linspace", "leading", "trailing")
 
@@ -115,14 +115,16 @@ class DDIMMixin:
 
     def ddim_sample_loop(self, shape, sampling_timesteps=None, eta=0.0, spacing="linspace", labels=None,
                          guidance_scale=1.0, rng=None, progress=True, x_T=None, return_all=False,
-                         clip_denoised=None):
+                         clip_denoised=None, guidance_interval=None):
         """DDIM sampling over S = sampling_timesteps steps (default T) from x_T (default N(0, I)).
 
         -> x0 (B, ...); return_all: (xs (S+1, B, ...), x0_hats (S, B, ...)).
+        guidance_interval (t_lo, t_hi): guide only at the steps t inside it (see guidance.py).
         """
         ts, ts_next = self._ddim_schedule(sampling_timesteps, spacing)
         eta, rng, xp = check_eta(eta), as_rng(rng), self.xp
         guidance_scale = check_guidance_scale(guidance_scale)
+        interval = check_guidance_interval(guidance_interval, self.num_timesteps)
         if x_T is None:
             shape = self._check_shape(shape)
             x = randn(rng, shape, self.dtype, xp)                           # (B, ...)
@@ -134,7 +136,8 @@ class DDIMMixin:
         xs, x0_hats = [x], []
         for t, t_next in self._progress(zip(ts, ts_next), progress, "DDIM sampling", len(ts)):
             noise = randn(rng, x.shape, x.dtype, xp) if eta > 0 else None
-            x, x0_hat = self._ddim_step(x, t, t_next, noise, eta, labels, guidance_scale, clip_denoised)
+            x, x0_hat = self._ddim_step(x, t, t_next, noise, eta, labels, scale_at(guidance_scale, interval, t),
+                                        clip_denoised)
             if return_all:
                 xs.append(x)
                 x0_hats.append(x0_hat)

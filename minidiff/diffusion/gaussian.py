@@ -10,7 +10,7 @@ import numpy as np
 
 from ..backend import as_rng, check_float_dtype, device_module, get_xp, randn, to_host
 from .ddim import DDIMMixin
-from .guidance import check_guidance_scale, guided_forward
+from .guidance import check_guidance_interval, check_guidance_scale, guided_forward, scale_at
 from .schedules import make_betas
 
 OBJECTIVES = ("eps", "x0", "v")
@@ -348,24 +348,32 @@ class GaussianDiffusion(DDIMMixin):
                          float(b["sqrt_recipm1_alphas_cumprod"][t]), float(b["posterior_mean_coef1"][t]),
                          float(b["posterior_mean_coef2"][t]), sigma, z=noise if t > 0 else None, clip=bool(clip))
 
-    def p_sample_loop(self, shape, labels=None, guidance_scale=1.0, rng=None, progress=True, clip_denoised=None):
-        """Ancestral sampling x_{T-1} ~ N(0, I) -> ... -> x_{-1} = x0.   -> (B, ...)"""
-        return self._p_loop(shape, labels, guidance_scale, rng, progress, clip_denoised, keep_all=False)
+    def p_sample_loop(self, shape, labels=None, guidance_scale=1.0, rng=None, progress=True, clip_denoised=None,
+                      guidance_interval=None):
+        """Ancestral sampling x_{T-1} ~ N(0, I) -> ... -> x_{-1} = x0.   -> (B, ...)
 
-    def p_sample_loop_all(self, shape, labels=None, guidance_scale=1.0, rng=None, progress=True, clip_denoised=None):
+        guidance_interval (t_lo, t_hi): guide only at those steps (see guidance.py).
+        """
+        return self._p_loop(shape, labels, guidance_scale, rng, progress, clip_denoised, guidance_interval,
+                            keep_all=False)
+
+    def p_sample_loop_all(self, shape, labels=None, guidance_scale=1.0, rng=None, progress=True, clip_denoised=None,
+                          guidance_interval=None):
         """p_sample_loop keeping every step: xs (T+1, B, ...) from the noise on, x0_hats (T, B, ...)."""
-        return self._p_loop(shape, labels, guidance_scale, rng, progress, clip_denoised, keep_all=True)
+        return self._p_loop(shape, labels, guidance_scale, rng, progress, clip_denoised, guidance_interval,
+                            keep_all=True)
 
-    def _p_loop(self, shape, labels, guidance_scale, rng, progress, clip_denoised, keep_all):
+    def _p_loop(self, shape, labels, guidance_scale, rng, progress, clip_denoised, guidance_interval, keep_all):
         shape = self._check_shape(shape)
         labels = self._check_labels(labels, shape[0])
         guidance_scale = check_guidance_scale(guidance_scale)
+        interval = check_guidance_interval(guidance_interval, self.num_timesteps)
         rng, xp, T = as_rng(rng), self.xp, self.num_timesteps
         x = randn(rng, shape, self.dtype, xp)                    # (B, ...)
         xs, x0_hats = [x], []
         for t in self._progress(range(T - 1, -1, -1), progress, "DDPM sampling", T):
             noise = randn(rng, shape, self.dtype, xp) if t > 0 else None
-            x, x0_hat = self._p_sample(x, t, noise, labels, guidance_scale, clip_denoised)
+            x, x0_hat = self._p_sample(x, t, noise, labels, scale_at(guidance_scale, interval, t), clip_denoised)
             if keep_all:
                 xs.append(x)
                 x0_hats.append(x0_hat)
