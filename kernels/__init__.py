@@ -4,6 +4,8 @@ kernel and a Numba CUDA kernel side by side (installed from the top-level
 
     conv_reference.py  conv_cpu.py  conv_cuda.py        2-D convolution (im2col + GEMM)
     sampling.py        sampling_cpu.py  sampling_cuda.py  fused DDPM / DDIM steps
+    groupnorm_reference.py  groupnorm_cpu.py  groupnorm_cuda.py
+                       fused GroupNorm + per-channel shift + SiLU
     dispatch.py        which of them an array goes to
     check.py           compare any kernel with its reference (used by the tests)
     numba_threads.py   Numba's CPU threading layer (workqueue; see there why)
@@ -14,6 +16,8 @@ from the array type (see dispatch.py). Numba is imported on first use only.
 """
 from .dispatch import (backend_name, conv2d_backward, conv2d_forward, ddim_step, ddpm_step,
                        reference_forced, reference_mode, use_reference)
+from .dispatch import groupnorm_silu_backward, groupnorm_silu_forward
 
 __all__ = ["conv2d_forward", "conv2d_backward", "ddpm_step", "ddim_step",
+           "groupnorm_silu_forward", "groupnorm_silu_backward",
            "use_reference", "reference_mode", "reference_forced", "backend_name"]

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from .conv_reference import conv2d_backward_reference, conv2d_forward_reference
+from .groupnorm_reference import groupnorm_silu_backward_reference, groupnorm_silu_forward_reference
 from .sampling import ddim_step_reference, ddpm_step_reference
 
 _ENV = "MINIDIFF_KERNELS"
@@ -123,3 +124,17 @@ def ddim_step(x_t, eps_hat, abar, abar_next, sigma, z=None, clip=True, out=None,
     """(x_next, x0_hat) of one DDIM step; see sampling.ddim_step_reference."""
     step = _kernel("sampling", "ddim_step", [x_t, eps_hat, z, out, x0_out]) or ddim_step_reference
     return step(x_t, eps_hat, abar, abar_next, sigma, z=z, clip=clip, out=out, x0_out=x0_out)
+
+
+def groupnorm_silu_forward(x, weight, bias, shift, num_groups, eps, silu=True):
+    """(y, mean, rstd): y = SiLU(GroupNorm(x) + shift[:, :, None...]); see groupnorm_reference.py."""
+    fwd = (_kernel("groupnorm", "groupnorm_silu_forward", [x, weight, bias, shift])
+           or groupnorm_silu_forward_reference)
+    return fwd(x, weight, bias, shift, num_groups, eps, silu=silu)
+
+
+def groupnorm_silu_backward(dy, x, mean, rstd, weight, bias, shift, num_groups, silu=True):
+    """(dx, dweight, dbias, dshift) of groupnorm_silu_forward; None for absent weight/bias/shift."""
+    bwd = (_kernel("groupnorm", "groupnorm_silu_backward", [dy, x, mean, rstd, weight, bias, shift])
+           or groupnorm_silu_backward_reference)
+    return bwd(dy, x, mean, rstd, weight, bias, shift, num_groups, silu=silu)

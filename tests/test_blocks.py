@@ -45,9 +45,9 @@ def test_embedding_is_broadcast_per_channel():
     x = np.random.default_rng(0).standard_normal((1, 2, 3, 3))
     e1, e2 = np.zeros((1, 3)), np.ones((1, 3))
     block.forward(x, e1)
-    pre1 = block.act.x.copy()
+    pre1 = block.norm.preactivation()                      # h = GroupNorm(conv(x)) + e
     block.forward(x, e2)
-    diff = block.act.x - pre1                                # (1, 4, 3, 3)
+    diff = block.norm.preactivation() - pre1                 # (1, 4, 3, 3)
     np.testing.assert_allclose(diff, diff[:, :, :1, :1] * np.ones_like(diff), atol=1e-12)
     assert np.abs(diff).max() > 0
 

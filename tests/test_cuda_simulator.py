@@ -1,8 +1,9 @@
-"""Run the CUDA kernel checks (tests/cudasim/) under Numba's CUDA simulator.
+"""Run the CUDA kernel checks (every tests/cudasim/*_check.py) under Numba's CUDA simulator.
 
 NUMBA_ENABLE_CUDASIM=1 has to be set before Numba is imported, so the checks
 run in a separate `python -m pytest` process with that variable set.
 """
+import glob
 import importlib.util
 import os
 import re
@@ -19,9 +20,10 @@ def test_cuda_kernels_under_simulator():
         pytest.skip("needs numba and numba-cuda (pip install -e '.[dev]')")
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")          # keeps OPENBLAS_* and the rest
     env.pop("MINIDIFF_KERNELS", None)
+    checks = sorted(glob.glob(os.path.join(HERE, "cudasim", "*_check.py")))
+    assert checks, "no tests/cudasim/*_check.py found"
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", os.path.join(HERE, "cudasim", "cuda_kernels_check.py"),
-         "-q", "-o", "addopts=", "-p", "no:cacheprovider"],
+        [sys.executable, "-m", "pytest", *checks, "-q", "-o", "addopts=", "-p", "no:cacheprovider"],
         cwd=os.path.dirname(HERE), env=env, capture_output=True, text=True, timeout=300)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]

@@ -5,7 +5,7 @@ from .activations import GELU, ReLU, SiLU, Swish
 from .embeddings import Embedding, SinusoidalPositionEmbedding, sinusoidal_table
 from .containers import ConditionalChain, ConditionalSum, Sequential
 from .conv import Conv2d
-from .norm import GroupNorm
+from .norm import GroupNorm, GroupNormSiLU
 from .resample import AvgPool2d, Flatten, MaxPool2d, Upsample
 from .attention import MultiheadAttention
 from .blocks import ConvEmbed, ResBlock, UpsampleConv
@@ -14,6 +14,6 @@ __all__ = [
     "Layer", "Dense", "GELU", "ReLU", "SiLU", "Swish",
     "Embedding", "SinusoidalPositionEmbedding", "sinusoidal_table",
     "ConditionalChain", "ConditionalSum", "Sequential",
-    "Conv2d", "GroupNorm", "AvgPool2d", "Flatten", "MaxPool2d", "Upsample",
+    "Conv2d", "GroupNorm", "GroupNormSiLU", "AvgPool2d", "Flatten", "MaxPool2d", "Upsample",
     "MultiheadAttention", "ConvEmbed", "ResBlock", "UpsampleConv",
 ]

@@ -4,6 +4,9 @@
     ResBlock:  y = act(GroupNorm(conv3x3(ConvEmbed(x, emb)))) + skip(x)
                skip = identity (in == out), else a conv (3x3 as in DenoisingDiffusion.jl)
 
+act = SiLU; each act(GroupNorm(.) [+ shift]) is one fused GroupNormSiLU layer
+(one kernel pass forward, one backward; see kernels/groupnorm_reference.py).
+
 Convention for the conditioning: `forward(x, emb)` takes the embedding
 emb (B, E) as a second argument; `backward(dy)` returns dx and leaves
 d loss / d emb (B, E) in `self.d_emb` (overwritten on every backward), which
@@ -17,7 +20,7 @@ from .activations import SiLU
 from .conv import Conv2d
 from .dense import Dense
 from .layer import Layer
-from .norm import GroupNorm
+from .norm import GroupNormSiLU
 from .resample import Upsample
 
 
@@ -29,7 +32,9 @@ def conv3x3(in_ch, out_ch, rng, dtype):
 class ConvEmbed(Layer):
     """ConvEmbed(in_ch, out_ch, emb_dim, groups=8): x (B, in, H, W), emb (B, E) -> (B, out, H, W).
 
-    h = SiLU(GroupNorm(conv3x3(x)) + Dense(SiLU(emb)) broadcast over H, W).
+    h = SiLU(GroupNorm(conv3x3(x)) + Dense(SiLU(emb)) broadcast over H, W); the
+    GroupNorm, the shift by e = Dense(SiLU(emb)) (B, out) and the SiLU are one
+    GroupNormSiLU layer (`norm`), whose d_shift is d loss / d e.
     """
     takes_cond = True
 
@@ -38,23 +43,22 @@ class ConvEmbed(Layer):
         rng, dtype = as_rng(rng), check_float_dtype(dtype)
         self.in_ch, self.out_ch, self.emb_dim = int(in_ch), int(out_ch), int(emb_dim)
         self.conv = conv3x3(in_ch, out_ch, rng, dtype)
-        self.norm = GroupNorm(groups, out_ch, dtype=dtype)
+        self.norm = GroupNormSiLU(groups, out_ch, dtype=dtype)
         self.emb_act = SiLU()
         self.emb_proj = Dense(emb_dim, out_ch, rng=rng, dtype=dtype)
-        self.act = SiLU()
 
     def forward(self, x, emb):
         if emb.ndim != 2 or emb.shape[0] != x.shape[0] or emb.shape[1] != self.emb_dim:
             raise ValueError(f"ConvEmbed: emb must be ({x.shape[0]}, {self.emb_dim}), got {tuple(emb.shape)}")
-        h = self.norm.forward(self.conv.forward(x))                  # (B, out, H, W)
+        h = self.conv.forward(x)                                     # (B, out, H, W)
         e = self.emb_proj.forward(self.emb_act.forward(emb))         # (B, out)
-        return self.act.forward(h + e[:, :, None, None])             # (B, out, H, W)
+        return self.norm.forward(h, e)                               # (B, out, H, W)
 
     def backward(self, dy):
-        dh = self.act.backward(dy)                                   # (B, out, H, W)
-        de = dh.sum(axis=(2, 3))                                     # (B, out): undo the broadcast
+        dh = self.norm.backward(dy)                                  # (B, out, H, W)
+        de = self.norm.d_shift                                       # (B, out): summed over H, W
         self.d_emb = self.emb_act.backward(self.emb_proj.backward(de))  # (B, E)
-        return self.conv.backward(self.norm.backward(dh))            # (B, in, H, W)
+        return self.conv.backward(dh)                                # (B, in, H, W)
 
     def extra_repr(self):
         return f"{self.in_ch} => {self.out_ch}, emb={self.emb_dim}"
@@ -63,7 +67,8 @@ class ConvEmbed(Layer):
 class ResBlock(Layer):
     """ResBlock(in_ch, out_ch, emb_dim, groups=8, skip_kernel=3): y = out_layers(ConvEmbed(x, emb)) + skip(x).
 
-    out_layers = conv3x3 -> GroupNorm -> SiLU; skip = x, or a skip_kernel x skip_kernel
+    out_layers = conv3x3 -> GroupNorm -> SiLU (one GroupNormSiLU, `out_norm`);
+    skip = x, or a skip_kernel x skip_kernel
     conv (3: DenoisingDiffusion.jl, 1: the cheaper usual choice) when in_ch != out_ch.
     backward returns dx and sets `self.d_emb` (B, emb_dim).
     """
@@ -77,8 +82,7 @@ class ResBlock(Layer):
         self.in_ch, self.out_ch = int(in_ch), int(out_ch)
         self.in_layers = ConvEmbed(in_ch, out_ch, emb_dim, groups=groups, rng=rng, dtype=dtype)
         self.out_conv = conv3x3(out_ch, out_ch, rng, dtype)
-        self.out_norm = GroupNorm(groups, out_ch, dtype=dtype)
-        self.out_act = SiLU()
+        self.out_norm = GroupNormSiLU(groups, out_ch, dtype=dtype)
         self.skip = (None if in_ch == out_ch else
                      Conv2d(in_ch, out_ch, skip_kernel, padding=skip_kernel // 2, rng=rng, dtype=dtype))
 
@@ -86,11 +90,11 @@ class ResBlock(Layer):
         if x.ndim != 4 or x.shape[1] != self.in_ch:
             raise ValueError(f"ResBlock: x must be (B, {self.in_ch}, H, W), got {tuple(x.shape)}")
         h = self.in_layers.forward(x, emb)                            # (B, out, H, W)
-        h = self.out_act.forward(self.out_norm.forward(self.out_conv.forward(h)))  # (B, out, H, W)
+        h = self.out_norm.forward(self.out_conv.forward(h))          # (B, out, H, W)
         return h + (x if self.skip is None else self.skip.forward(x))  # (B, out, H, W)
 
     def backward(self, dy):
-        dh = self.out_conv.backward(self.out_norm.backward(self.out_act.backward(dy)))  # (B, out, H, W)
+        dh = self.out_conv.backward(self.out_norm.backward(dy))      # (B, out, H, W)
         dx = self.in_layers.backward(dh)                              # (B, in, H, W)
         self.d_emb = self.in_layers.d_emb                             # (B, E)
         return dx + (dy if self.skip is None else self.skip.backward(dy))

@@ -1,7 +1,6 @@
-"""Group normalisation (Wu & He 2018), PyTorch layout: weight, bias (C,)."""
+"""Group normalisation (Wu & He 2018), PyTorch layout: weight, bias (C,); and its fusion with SiLU."""
 import numpy as np
 
-from ..backend import get_xp
 from .layer import Layer
 
 
@@ -15,14 +14,16 @@ class GroupNorm(Layer):
     means taken over a group (n = C/G * prod(spatial) entries):
         dx = rstd * (g - mean(g) - xhat * mean(g * xhat))
         dweight += sum dy * xhat,   dbias += sum dy   (over batch and spatial)
-    Statistics are computed in the input dtype.
+    The arithmetic is minidiff.kernels.groupnorm_silu_* (silu=False, no shift);
+    forward keeps x and the (B, G) statistics, backward recomputes xhat.
     """
+    silu = False                            # GroupNormSiLU: y = SiLU(...)
 
     def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, dtype=np.float32):
         super().__init__()
         self.num_groups, self.num_channels = int(num_groups), int(num_channels)
         if self.num_groups < 1 or self.num_channels < 1 or self.num_channels % self.num_groups:
-            raise ValueError(f"GroupNorm: num_groups ({num_groups}) must divide "
+            raise ValueError(f"{type(self).__name__}: num_groups ({num_groups}) must divide "
                              f"num_channels ({num_channels})")
         self.eps, self.affine = float(eps), bool(affine)
         if affine:
@@ -30,38 +31,55 @@ class GroupNorm(Layer):
             self.add_param("bias", np.zeros(num_channels, dtype=dtype))
 
     def forward(self, x):
-        xp = get_xp(x)
+        return self._forward(x, None)
+
+    def _forward(self, x, shift):
+        from minidiff.kernels import groupnorm_silu_forward
         if x.ndim < 2 or x.shape[1] != self.num_channels:
-            raise ValueError(f"GroupNorm: expected input (B, {self.num_channels}, ...), got shape {x.shape}")
-        B, G = x.shape[0], self.num_groups
-        xg = x.reshape(B, G, -1)                                         # (B, G, n)
-        mean = xg.mean(axis=2, keepdims=True)                            # (B, G, 1)
-        xc = xg - mean                                                   # (B, G, n)
-        var = (xc * xc).mean(axis=2, keepdims=True)                      # (B, G, 1)
-        self.rstd = 1.0 / xp.sqrt(var + self.eps)                        # (B, G, 1)
-        self.mean = mean
-        self.xhat = (xc * self.rstd).reshape(x.shape)                    # (B, C, ...)
-        if not self.affine:
-            return self.xhat
-        cshape = (1, self.num_channels) + (1,) * (x.ndim - 2)
-        return self.xhat * self.params["weight"].reshape(cshape) + self.params["bias"].reshape(cshape)
+            raise ValueError(f"{type(self).__name__}: expected input (B, {self.num_channels}, ...), "
+                             f"got shape {x.shape}")
+        if shift is not None and tuple(shift.shape) != (x.shape[0], self.num_channels):
+            raise ValueError(f"{type(self).__name__}: shift must be ({x.shape[0]}, {self.num_channels}), "
+                             f"got {tuple(shift.shape)}")
+        self.x, self.shift = x, shift                                    # (B, C, ...), (B, C) or None
+        y, self.mean, self.rstd = groupnorm_silu_forward(
+            x, self.params.get("weight"), self.params.get("bias"), shift,
+            self.num_groups, self.eps, silu=self.silu)                  # y (B, C, ...), (B, G) x 2
+        return y
 
     def backward(self, dy):
-        xhat, B, G = self.xhat, dy.shape[0], self.num_groups
-        cshape = (1, self.num_channels) + (1,) * (dy.ndim - 2)
+        from minidiff.kernels import groupnorm_silu_backward
+        dx, dweight, dbias, self.d_shift = groupnorm_silu_backward(
+            dy, self.x, self.mean, self.rstd, self.params.get("weight"), self.params.get("bias"),
+            self.shift, self.num_groups, silu=self.silu)                # dx (B, C, ...), d_shift (B, C)
         if self.affine:
-            reduce_axes = (0,) + tuple(range(2, dy.ndim))
-            self.grads["weight"] += (dy * xhat).sum(axis=reduce_axes)    # (C,)
-            self.grads["bias"] += dy.sum(axis=reduce_axes)               # (C,)
-            g = dy * self.params["weight"].reshape(cshape)               # (B, C, ...)
-        else:
-            g = dy
-        g = g.reshape(B, G, -1)                                          # (B, G, n)
-        xh = xhat.reshape(B, G, -1)                                      # (B, G, n)
-        dx = self.rstd * (g - g.mean(axis=2, keepdims=True)
-                          - xh * (g * xh).mean(axis=2, keepdims=True))   # (B, G, n)
-        return dx.reshape(dy.shape)
+            self.grads["weight"] += dweight                              # (C,)
+            self.grads["bias"] += dbias                                  # (C,)
+        return dx
 
     def extra_repr(self):
         s = f"{self.num_groups}, {self.num_channels}, eps={self.eps:g}"
         return s if self.affine else s + ", affine=False"
+
+
+class GroupNormSiLU(GroupNorm):
+    """GroupNormSiLU(num_groups, num_channels, eps=1e-5, affine=True): GroupNorm, a
+    per-(sample, channel) shift, then SiLU, in one kernel pass.
+
+        h = weight[c] * xhat + bias[c] + shift[b, c],   y = h * sigmoid(h)
+
+    forward(x, shift=None): x (B, C, *spatial), shift (B, C) or None -> y, x's shape.
+    backward(dy) returns dx and leaves d loss / d shift (B, C) in `self.d_shift`
+    (None when no shift was given); with dh = dy * sigmoid(h) (1 + h (1 - sigmoid(h)))
+    the GroupNorm gradients are those of GroupNorm for dy = dh, and d_shift = sum_spatial dh.
+    """
+    silu = True
+
+    def forward(self, x, shift=None):
+        return self._forward(x, shift)
+
+    def preactivation(self):
+        """h = GroupNorm(x) + shift of the last forward (B, C, ...), recomputed: for inspection."""
+        from minidiff.kernels.groupnorm_reference import groupnorm_silu_forward_reference
+        return groupnorm_silu_forward_reference(self.x, self.params.get("weight"), self.params.get("bias"),
+                                                self.shift, self.num_groups, self.eps, silu=False)[0]

@@ -1,0 +1,111 @@
+"""GroupNorm (+ per-channel shift) (+ SiLU), fused: the plain `xp` reference.
+
+x (B, C, *spatial) is split into G groups of C/G channels; per sample b and
+group g, over its n = C/G * prod(spatial) entries (biased variance):
+
+    mean[b, g], var[b, g],   rstd = 1 / sqrt(var + eps)            (B, G)
+    xhat = (x - mean) * rstd
+    h    = weight[c] * xhat + bias[c] + shift[b, c]
+    y    = SiLU(h) = h * sigmoid(h)          (silu=False: y = h)
+
+weight, bias (C,) or None (1 and 0); shift (B, C) or None (0). Backward, with
+dh = dy * SiLU'(h), SiLU'(h) = s (1 + h (1 - s)), s = sigmoid(h), g = dh * weight
+and means over a group:
+
+    dx      = rstd * (g - mean(g) - xhat * mean(g * xhat))
+    dweight = sum_{b, spatial} dh * xhat     dbias = sum_{b, spatial} dh
+    dshift  = sum_{spatial} dh               (B, C)
+
+The backward pass recomputes xhat and h from x, mean and rstd: the forward
+keeps nothing the size of x. groupnorm_cpu.py and groupnorm_cuda.py compute
+the same with Numba; all three share `check_groupnorm_args`.
+"""
+from minidiff.backend import get_xp
+
+
+def check_groupnorm_args(x, weight, bias, shift, num_groups):
+    """Validate shapes; returns (B, C, G, S) with S = prod(spatial) (1 for (B, C) input)."""
+    if not hasattr(x, "ndim") or x.ndim < 2:
+        raise ValueError(f"x: expected an array (B, C, *spatial), got shape {getattr(x, 'shape', None)}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"x: expected a float array, got {x.dtype}")
+    B, C = int(x.shape[0]), int(x.shape[1])
+    if isinstance(num_groups, bool) or int(num_groups) != num_groups or num_groups < 1 or C % num_groups:
+        raise ValueError(f"num_groups: expected a positive integer dividing C={C}, got {num_groups!r}")
+    for name, a in (("weight", weight), ("bias", bias)):
+        if a is not None and tuple(a.shape) != (C,):
+            raise ValueError(f"{name}: expected shape ({C},) or None, got {tuple(a.shape)}")
+    if shift is not None and tuple(shift.shape) != (B, C):
+        raise ValueError(f"shift: expected shape ({B}, {C}) or None, got {tuple(shift.shape)}")
+    S = 1
+    for d in x.shape[2:]:
+        S *= int(d)
+    return B, C, int(num_groups), S
+
+
+def check_stats(mean, rstd, B, G):
+    for name, a in (("mean", mean), ("rstd", rstd)):
+        if tuple(a.shape) != (B, G):
+            raise ValueError(f"{name}: expected shape ({B}, {G}), got {tuple(a.shape)}")
+
+
+def sigmoid(h):
+    """sigmoid(h) = (1 + tanh(h/2)) / 2: never overflows, unlike 1 / (1 + exp(-h))."""
+    return 0.5 * (1.0 + get_xp(h).tanh(0.5 * h))
+
+
+def _affine(xhat, weight, bias, shift):
+    """h = weight[c] * xhat + bias[c] + shift[b, c] on (B, C, S) arrays."""
+    h = xhat if weight is None else xhat * weight[None, :, None]       # (B, C, S)
+    if bias is not None:
+        h = h + bias[None, :, None]
+    if shift is not None:
+        h = h + shift[:, :, None]
+    return h
+
+
+def _xhat(x3, mean, rstd, G):
+    """xhat (B, C, S) from x (B, C, S) and the (B, G) statistics."""
+    B, C, S = x3.shape
+    xg = x3.reshape(B, G, -1)                                          # (B, G, n)
+    return ((xg - mean[:, :, None]) * rstd[:, :, None]).reshape(B, C, S)
+
+
+def groupnorm_silu_forward_reference(x, weight, bias, shift, num_groups, eps, silu=True):
+    """(y, mean, rstd): y = SiLU(weight xhat + bias + shift) (x's shape), mean and rstd (B, G)."""
+    xp = get_xp(x)
+    B, C, G, S = check_groupnorm_args(x, weight, bias, shift, num_groups)
+    x3 = x.reshape(B, C, S)                                            # (B, C, S)
+    xg = x3.reshape(B, G, -1)                                          # (B, G, n)
+    mean = xg.mean(axis=2)                                             # (B, G)
+    xc = xg - mean[:, :, None]                                         # (B, G, n)
+    var = (xc * xc).mean(axis=2)                                       # (B, G)
+    rstd = 1.0 / xp.sqrt(var + eps)                                    # (B, G)
+    xhat = (xc * rstd[:, :, None]).reshape(B, C, S)                    # (B, C, S)
+    h = _affine(xhat, weight, bias, shift)                             # (B, C, S)
+    y = h * sigmoid(h) if silu else h
+    return y.reshape(x.shape), mean, rstd
+
+
+def groupnorm_silu_backward_reference(dy, x, mean, rstd, weight, bias, shift, num_groups, silu=True):
+    """(dx, dweight, dbias, dshift); dweight/dbias/dshift None where weight/bias/shift are None."""
+    B, C, G, S = check_groupnorm_args(x, weight, bias, shift, num_groups)
+    if tuple(dy.shape) != tuple(x.shape):
+        raise ValueError(f"dy: expected shape {tuple(x.shape)}, got {tuple(dy.shape)}")
+    check_stats(mean, rstd, B, G)
+    x3, dy3 = x.reshape(B, C, S), dy.reshape(B, C, S)                  # (B, C, S)
+    xhat = _xhat(x3, mean, rstd, G)                                    # (B, C, S)
+    if silu:
+        h = _affine(xhat, weight, bias, shift)                         # (B, C, S)
+        s = sigmoid(h)
+        dh = dy3 * (s * (1.0 + h * (1.0 - s)))                         # (B, C, S)
+    else:
+        dh = dy3
+    dshift = dh.sum(axis=2)                                            # (B, C)
+    dweight = None if weight is None else (dh * xhat).sum(axis=(0, 2))  # (C,)
+    dbias = None if bias is None else dshift.sum(axis=0)               # (C,)
+    g = dh if weight is None else dh * weight[None, :, None]           # (B, C, S)
+    g, xh = g.reshape(B, G, -1), xhat.reshape(B, G, -1)                # (B, G, n)
+    dx = rstd[:, :, None] * (g - g.mean(axis=2, keepdims=True)
+                             - xh * (g * xh).mean(axis=2, keepdims=True))  # (B, G, n)
+    return dx.reshape(x.shape), dweight, dbias, (None if shift is None else dshift)
