@@ -40,6 +40,8 @@ def parse_args(argv=None):
     p.add_argument("--conditional", action="store_true", help="label-conditioned U-Net + guidance")
     p.add_argument("--prob-uncond", type=float, default=0.2, help="label drop rate when training")
     p.add_argument("--guidance-scale", type=float, default=2.0)
+    p.add_argument("--guidance-interval", default="all",
+                   help="'lo,hi': guide only at the steps t = lo..hi (of 0..T-1); 'all': at every step")
     p.add_argument("--num-timesteps", type=int, default=100, help="T")
     p.add_argument("--schedule", default="cosine", choices=["linear", "cosine", "sigmoid"])
     p.add_argument("--model-channels", type=int, default=16)
@@ -63,6 +65,13 @@ def parse_args(argv=None):
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     args.channel_multipliers = tuple(int(m) for m in args.channel_multipliers.split(","))
+    if args.guidance_interval == "all":
+        args.guidance_interval = None
+    else:
+        parts = args.guidance_interval.split(",")
+        if len(parts) != 2 or not all(v.strip().isdigit() for v in parts):
+            p.error(f"--guidance-interval: expected 'lo,hi' or 'all', got {args.guidance_interval!r}")
+        args.guidance_interval = tuple(int(v) for v in parts)
     if args.out is None:
         args.out = "outputs/mnist_cond" if args.conditional else "outputs/mnist"
     return args
@@ -124,20 +133,24 @@ def main(argv=None):
     want = np.arange(args.samples) % 10 if args.conditional else None        # requested digits
     model_labels = None if want is None else want + 1
     s = args.guidance_scale if args.conditional else 1.0
+    interval = args.guidance_interval if args.conditional else None
     t0 = time.perf_counter()
     ddpm = sample_in_batches(lambda n, lab: diffusion.p_sample_loop((n, 1, 28, 28), labels=lab,
-                                                                    guidance_scale=s, rng=rng, progress=progress),
+                                                                    guidance_scale=s, guidance_interval=interval,
+                                                                    rng=rng, progress=progress),
                              args.samples, args.sample_batch, model_labels)
     ddpm_time = time.perf_counter() - t0
     t0 = time.perf_counter()
     ddim = sample_in_batches(lambda n, lab: diffusion.ddim_sample_loop(
         (n, 1, 28, 28), sampling_timesteps=args.ddim_steps, eta=args.eta, spacing=args.ddim_spacing,
-        labels=lab, guidance_scale=s, rng=rng, progress=progress), args.samples, args.sample_batch, model_labels)
+        labels=lab, guidance_scale=s, guidance_interval=interval, rng=rng, progress=progress),
+        args.samples, args.sample_batch, model_labels)
     ddim_time = time.perf_counter() - t0
 
     # reverse-process GIF: 20 digits (two of each for conditional runs), x_t and x0_hat
     gif_labels = None if want is None else np.repeat(np.arange(10), 2) + 1
     xs, x0_hats = diffusion.p_sample_loop_all((20, 1, 28, 28), labels=gif_labels, guidance_scale=s,
+                                              guidance_interval=interval,
                                               rng=args.seed + 2, progress=False)
     frames = np.concatenate([to_host(xs[1:]), to_host(x0_hats)], axis=1)      # (T, 40, 1, 28, 28)
     keep = np.unique(np.r_[np.arange(0, T, max(1, T // 50)), T - 1])
@@ -150,7 +163,7 @@ def main(argv=None):
     metrics = dict(data=source, conditional=args.conditional, num_train=int(len(x)), epochs=len(history["train_loss"]),
                    parameters=model.num_params(), samples=args.samples, num_timesteps=T, schedule=args.schedule,
                    ddim_steps=args.ddim_steps, ddim_eta=args.eta, ddim_spacing=args.ddim_spacing,
-                   guidance_scale=s, ema_decay=args.ema_decay, lr=args.lr, lr_schedule=args.lr_schedule,
+                   guidance_scale=s, guidance_interval=interval, ema_decay=args.ema_decay, lr=args.lr, lr_schedule=args.lr_schedule,
                    min_snr_gamma=args.min_snr_gamma,
                    fld_ddpm=fld(judge, ddpm, real), fld_ddim=fld(judge, ddim, real),
                    fld_real_train_vs_heldout=fld(judge, x[:len(real)], real),
