@@ -9,6 +9,8 @@ Same maths and memory layout as conv_reference.py (read that first):
 The Numba kernels do the memory-bound parts in one pass each (im2col and
 col2im in parallel; the (Cout, B, L) <-> (B, Cout, L) transposes, with the
 bias fused in, serially); the GEMMs stay with NumPy's multithreaded BLAS.
+The batch is processed in blocks of samples whose cols block fits
+BLOCK_BYTES (cache-sized work arrays instead of one batch-sized matrix).
 A 1x1 stride-1 unpadded convolution skips im2col: y[b] = w @ x[b]. The
 large work arrays (cols, y_T, dY) are reused across calls (`scratch`);
 returned arrays are always fresh.
@@ -195,6 +197,19 @@ def col2im(cols, x_shape, kh, kw, stride, padding):
     return col2im_cpu(cols, kh, kw, sh, sw, ph, pw, Ho, Wo, dx)
 
 
+# The im2col matrix of a whole batch is large (48 channels, 3x3, batch 32 at
+# 28x28: 43 MB), so it is built and consumed a block of samples at a time:
+# each (K, nb*L) block stays within BLOCK_BYTES, the work arrays stay small
+# (peak memory) and the GEMM reads the block while it is still in cache.
+BLOCK_BYTES = 8 << 20
+
+
+def _blocks(B, K, L, itemsize):
+    """[(b0, b1), ...]: sample ranges whose (K, (b1 - b0)*L) im2col block fits BLOCK_BYTES."""
+    nb = max(1, min(B, BLOCK_BYTES // (K * L * itemsize)))
+    return [(b0, min(B, b0 + nb)) for b0 in range(0, B, nb)]
+
+
 def _is_pointwise(kh, kw, sh, sw, ph, pw):
     """A 1x1, stride-1, unpadded conv is y[b] = w @ x[b]: batched GEMMs on x as it is."""
     return kh == kw == sh == sw == 1 and ph == pw == 0
@@ -212,11 +227,13 @@ def conv2d_forward_cpu(x, w, b, stride, padding):
     if _is_pointwise(kh, kw, sh, sw, ph, pw):                          # no im2col needed
         y = w2 @ x.reshape(B, Cin, Ho * Wo)                            # (B, Cout, L)
         return (y + bias[:, None]).reshape(B, Cout, Ho, Wo)
-    K, N = w2.shape[1], B * Ho * Wo
-    cols = im2col_cpu(x, kh, kw, sh, sw, ph, pw, Ho, Wo, scratch("cols", (K, N), x.dtype))
-    y_T = np.matmul(w2, cols, out=scratch("y_T", (Cout, N), x.dtype))  # (Cout, N)
-    y = np.empty((B, Cout, Ho * Wo), dtype=x.dtype)                    # (B, Cout, L)
-    batch_major_plus_bias(y_T, bias, y)
+    K, L = w2.shape[1], Ho * Wo
+    y = np.empty((B, Cout, L), dtype=x.dtype)                          # (B, Cout, L)
+    for b0, b1 in _blocks(B, K, L, x.dtype.itemsize):                  # nb = b1 - b0 samples
+        n = (b1 - b0) * L
+        cols = im2col_cpu(x[b0:b1], kh, kw, sh, sw, ph, pw, Ho, Wo, scratch("cols", (K, n), x.dtype))
+        y_T = np.matmul(w2, cols, out=scratch("y_T", (Cout, n), x.dtype))  # (Cout, nb*L)
+        batch_major_plus_bias(y_T, bias, y[b0:b1])
     return y.reshape(B, Cout, Ho, Wo)
 
 
@@ -235,11 +252,15 @@ def conv2d_backward_cpu(dy, x, w, stride, padding, need_bias=True):
         dx = (w2.T @ dy3).reshape(x.shape)                             # (B, Cin, H, W)
         dw = (dy3 @ x.reshape(B, Cin, -1).transpose(0, 2, 1)).sum(axis=0)  # (Cout, Cin)
         return dx, dw.reshape(w.shape), (dy3.sum(axis=(0, 2)) if need_bias else None)
-    K, N = w2.shape[1], B * Ho * Wo
-    dY = channel_major(dy3, scratch("dY", (Cout, N), x.dtype))        # (Cout, N)
+    K, L = w2.shape[1], Ho * Wo
     db = dy3.sum(axis=(0, 2)) if need_bias else None                   # (Cout,)
-    cols = im2col_cpu(x, kh, kw, sh, sw, ph, pw, Ho, Wo, scratch("cols", (K, N), x.dtype))
-    dw = (dY @ cols.T).reshape(w.shape)                                # (Cout, Cin, kh, kw)
-    dcols = np.matmul(w2.T, dY, out=cols)                              # (K, N), reuses cols
-    dx = col2im_cpu(dcols, kh, kw, sh, sw, ph, pw, Ho, Wo, np.empty_like(x))  # (B, Cin, H, W)
-    return dx, dw, db
+    dw = np.zeros((Cout, K), dtype=x.dtype)                            # (Cout, K)
+    dx = np.empty_like(x)                                              # (B, Cin, H, W)
+    for b0, b1 in _blocks(B, K, L, x.dtype.itemsize):
+        n = (b1 - b0) * L
+        dY = channel_major(dy3[b0:b1], scratch("dY", (Cout, n), x.dtype))  # (Cout, nb*L)
+        cols = im2col_cpu(x[b0:b1], kh, kw, sh, sw, ph, pw, Ho, Wo, scratch("cols", (K, n), x.dtype))
+        dw += dY @ cols.T                                              # (Cout, K)
+        dcols = np.matmul(w2.T, dY, out=cols)                          # (K, nb*L), reuses cols
+        col2im_cpu(dcols, kh, kw, sh, sw, ph, pw, Ho, Wo, dx[b0:b1])
+    return dx, dw.reshape(w.shape), db

@@ -58,6 +58,19 @@ def test_im2col_col2im_match_reference(dtype):
     check_kernel(conv_cpu.col2im, conv_reference.col2im, (cols, x.shape, 3, 3, 2, 1))
 
 
+@pytest.mark.parametrize("block_bytes", [1, 2 * 27 * 36 * 4])       # 1, then 2 samples per block (B = 5)
+def test_conv_in_sample_blocks_matches_reference(monkeypatch, block_bytes):
+    monkeypatch.setattr(conv_cpu, "BLOCK_BYTES", block_bytes)
+    rng = np.random.default_rng(6)
+    assert len(conv_cpu._blocks(5, 3 * 9, 36, 4)) > 1
+    check_kernel(conv_cpu.conv2d_forward_cpu, conv_reference.conv2d_forward_reference,
+                 conv_case(rng, 5, 3, 4, 6, 6, 3, 1, 1))
+    check_kernel(conv_cpu.conv2d_backward_cpu, conv_reference.conv2d_backward_reference,
+                 conv_backward_case(rng, 5, 3, 4, 6, 6, 3, 1, 1))
+    check_kernel(conv_cpu.conv2d_backward_cpu, conv_reference.conv2d_backward_reference,
+                 conv_backward_case(rng, 5, 3, 4, 7, 7, 4, 2, 1, dtype=np.float64))
+
+
 def test_conv_accepts_non_contiguous_input():
     rng = np.random.default_rng(4)
     x, w, b, s, p = conv_case(rng, 2, 3, 4, 6, 6, 3, 1, 1)
