@@ -41,7 +41,8 @@ def parse_args(argv=None):
     p.add_argument("--prob-uncond", type=float, default=0.2, help="label drop rate when training")
     p.add_argument("--guidance-scale", type=float, default=2.0)
     p.add_argument("--guidance-interval", default="all",
-                   help="'lo,hi': guide only at the steps t = lo..hi (of 0..T-1); 'all': at every step")
+                   help="DDPM: 'lo,hi' guides only at the steps t = lo..hi (of 0..T-1); 'all': at every step")
+    p.add_argument("--ddim-guidance-interval", default="all", help="the same for DDIM")
     p.add_argument("--num-timesteps", type=int, default=100, help="T")
     p.add_argument("--schedule", default="cosine", choices=["linear", "cosine", "sigmoid"])
     p.add_argument("--model-channels", type=int, default=16)
@@ -70,13 +71,12 @@ def parse_args(argv=None):
         args.epochs = 30 if args.conditional else 35
     if args.min_snr_gamma is not None and args.min_snr_gamma <= 0:
         args.min_snr_gamma = None
-    if args.guidance_interval == "all":
-        args.guidance_interval = None
-    else:
-        parts = args.guidance_interval.split(",")
-        if len(parts) != 2 or not all(v.strip().isdigit() for v in parts):
-            p.error(f"--guidance-interval: expected 'lo,hi' or 'all', got {args.guidance_interval!r}")
-        args.guidance_interval = tuple(int(v) for v in parts)
+    for name in ("guidance_interval", "ddim_guidance_interval"):
+        value = getattr(args, name)
+        parts = value.split(",")
+        if value != "all" and (len(parts) != 2 or not all(v.strip().isdigit() for v in parts)):
+            p.error(f"--{name.replace('_', '-')}: expected 'lo,hi' or 'all', got {value!r}")
+        setattr(args, name, None if value == "all" else tuple(int(v) for v in parts))
     if args.out is None:
         args.out = "outputs/mnist_cond" if args.conditional else "outputs/mnist"
     return args
@@ -139,6 +139,7 @@ def main(argv=None):
     model_labels = None if want is None else want + 1
     s = args.guidance_scale if args.conditional else 1.0
     interval = args.guidance_interval if args.conditional else None
+    ddim_interval = args.ddim_guidance_interval if args.conditional else None
     t0 = time.perf_counter()
     ddpm = sample_in_batches(lambda n, lab: diffusion.p_sample_loop((n, 1, 28, 28), labels=lab,
                                                                     guidance_scale=s, guidance_interval=interval,
@@ -148,7 +149,7 @@ def main(argv=None):
     t0 = time.perf_counter()
     ddim = sample_in_batches(lambda n, lab: diffusion.ddim_sample_loop(
         (n, 1, 28, 28), sampling_timesteps=args.ddim_steps, eta=args.eta, spacing=args.ddim_spacing,
-        labels=lab, guidance_scale=s, guidance_interval=interval, rng=rng, progress=progress),
+        labels=lab, guidance_scale=s, guidance_interval=ddim_interval, rng=rng, progress=progress),
         args.samples, args.sample_batch, model_labels)
     ddim_time = time.perf_counter() - t0
 
@@ -168,7 +169,8 @@ def main(argv=None):
     metrics = dict(data=source, conditional=args.conditional, num_train=int(len(x)), epochs=len(history["train_loss"]),
                    parameters=model.num_params(), samples=args.samples, num_timesteps=T, schedule=args.schedule,
                    ddim_steps=args.ddim_steps, ddim_eta=args.eta, ddim_spacing=args.ddim_spacing,
-                   guidance_scale=s, guidance_interval=interval, ema_decay=args.ema_decay, lr=args.lr, lr_schedule=args.lr_schedule,
+                   guidance_scale=s, guidance_interval=interval, ddim_guidance_interval=ddim_interval,
+                   ema_decay=args.ema_decay, lr=args.lr, lr_schedule=args.lr_schedule,
                    min_snr_gamma=args.min_snr_gamma,
                    fld_ddpm=fld(judge, ddpm, real), fld_ddim=fld(judge, ddim, real),
                    fld_real_train_vs_heldout=fld(judge, x[:len(real)], real),
