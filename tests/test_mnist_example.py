@@ -76,3 +76,18 @@ def test_bad_guidance_interval_flag_is_a_clear_error(flag, value, capsys):
     with pytest.raises(SystemExit):
         load_example().parse_args([flag, value])
     assert flag in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("T, want", [(100, (10, 75)), (6, (0, 4)), (1000, (100, 750))])
+def test_default_guidance_interval_scales_with_T(T, want):
+    args = load_example().parse_args(["--conditional", "--num-timesteps", str(T)])
+    assert args.guidance_interval == want and args.ddim_guidance_interval is None
+    args = load_example().parse_args(["--guidance-interval", "all", "--ddim-guidance-interval", "3,9"])
+    assert args.guidance_interval is None and args.ddim_guidance_interval == (3, 9)
+
+
+def test_default_eta_depends_on_conditioning():
+    example = load_example()
+    assert example.parse_args([]).eta == 1.0
+    assert example.parse_args(["--conditional"]).eta == 0.0
+    assert example.parse_args(["--eta", "0.3"]).eta == 0.3
