@@ -24,6 +24,7 @@ from minidiff import plotting
 from minidiff.backend import to_host
 from minidiff.data.mnist import get_mnist, to_model_range
 from minidiff.diffusion import GaussianDiffusion
+from minidiff.diffusion.guidance import check_guidance_interval
 from minidiff.judge import load_judge
 from minidiff.metrics.frechet import fld, guided_accuracy
 from minidiff.models import UNet
@@ -87,7 +88,10 @@ def parse_args(argv=None):
             interval = tuple(int(v) for v in parts)
         else:
             p.error(f"--{name.replace('_', '-')}: expected 'lo,hi', 'all' or 'auto', got {value!r}")
-        setattr(args, name, interval)
+        try:                               # fail now, not after training
+            setattr(args, name, check_guidance_interval(interval, T))
+        except ValueError as e:
+            p.error(f"--{name.replace('_', '-')}: {e}")
     if args.out is None:
         args.out = "outputs/mnist_cond" if args.conditional else "outputs/mnist"
     return args

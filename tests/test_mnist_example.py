@@ -71,7 +71,7 @@ def test_example_writes_every_output(tiny_mnist, tmp_path, conditional):
 
 
 @pytest.mark.parametrize("flag", ["--guidance-interval", "--ddim-guidance-interval"])
-@pytest.mark.parametrize("value", ["5", "a,b", "1,2,3"])
+@pytest.mark.parametrize("value", ["5", "a,b", "1,2,3", "50,100", "60,40"])
 def test_bad_guidance_interval_flag_is_a_clear_error(flag, value, capsys):
     with pytest.raises(SystemExit):
         load_example().parse_args([flag, value])
