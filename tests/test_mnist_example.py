@@ -1,4 +1,5 @@
 """examples/mnist.py end to end on tiny written IDX files: every output file, its shapes, metrics."""
+import functools
 import importlib.util
 import json
 import os
@@ -13,7 +14,9 @@ from test_mnist_data import write_split
 EXAMPLE = pathlib.Path(__file__).resolve().parents[1] / "examples" / "mnist.py"
 
 
+@functools.lru_cache(maxsize=None)
 def load_example():
+    """examples/mnist.py as a module (loaded once)."""
     spec = importlib.util.spec_from_file_location("mnist_example", EXAMPLE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
