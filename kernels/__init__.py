@@ -3,12 +3,15 @@ kernel and a Numba CUDA kernel side by side (installed from the top-level
 `kernels/` folder under the `minidiff` namespace).
 
     conv_reference.py  conv_cpu.py  conv_cuda.py        2-D convolution (im2col + GEMM)
+    conv3x3_cpu.py     direct 3x3 stride-1 convolution on the CPU (no im2col)
     sampling.py        sampling_cpu.py  sampling_cuda.py  fused DDPM / DDIM steps
     groupnorm_reference.py  groupnorm_cpu.py  groupnorm_cuda.py
                        fused GroupNorm + per-channel shift + SiLU
     dispatch.py        which of them an array goes to
     check.py           compare any kernel with its reference (used by the tests)
-    numba_threads.py   Numba's CPU threading layer (workqueue; see there why)
+    numba_threads.py   Numba's CPU threading layer (OpenMP; see there why)
+    blas_threads.py    NumPy's BLAS on one thread while the CPU kernels run
+    scratch.py         reused work arrays of the CPU kernels
     bench.py           `python -m minidiff.kernels.bench`: reference vs Numba timings
 
 Layers call the dispatching functions below; they pick the implementation

@@ -1,6 +1,13 @@
-"""2-D convolution on the CPU: parallel Numba im2col/col2im around one BLAS GEMM.
+"""2-D convolution on the CPU (Numba): direct 3x3 kernels, else im2col around a GEMM.
 
-Same maths and memory layout as conv_reference.py (read that first):
+3x3 stride-1 padding-1 convolutions (nearly all of the U-Net's) go to the
+direct kernels of conv3x3_cpu.py, which never build the im2col matrix:
+measured in a U-Net train step (batch 32, 2 cores) they are 1.3-3x faster
+than the path below, forward and backward, at every size from 7x7 to 28x28.
+
+Every other shape (the 4x4 stride-2 downsampling, LeNet's 5x5, any kernel
+size, stride and padding) takes im2col + GEMM, with the same maths and memory
+layout as conv_reference.py (read that first):
 
     cols (Cin*kh*kw, B*Ho*Wo):  row (c, i, j), column (b, oh, ow)
     y_T  = w.reshape(Cout, K) @ cols                 (Cout, B*Ho*Wo)
@@ -8,21 +15,24 @@ Same maths and memory layout as conv_reference.py (read that first):
 
 The Numba kernels do the memory-bound parts in one pass each (im2col and
 col2im in parallel; the (Cout, B, L) <-> (B, Cout, L) transposes, with the
-bias fused in, serially); the GEMMs stay with NumPy's multithreaded BLAS.
+bias fused in, serially); the GEMMs are NumPy's BLAS.
 The batch is processed in blocks of samples whose cols block fits
 BLOCK_BYTES (cache-sized work arrays instead of one batch-sized matrix).
 A 1x1 stride-1 unpadded convolution skips im2col: y[b] = w @ x[b]. The
 large work arrays (cols, y_T, dY) are reused across calls (`scratch`);
 returned arrays are always fresh.
 
-Threading: numba_threads.py picks Numba's `workqueue` layer (OpenMP's spinning
-workers and OpenBLAS's fight over the cores).
+Threading: numba_threads.py picks Numba's OpenMP layer and the dispatcher keeps
+NumPy's BLAS on one thread while these kernels run (two spinning thread pools
+fight over the cores).
 """
 import numpy as np
 from numba import njit, prange
 
 from . import numba_threads  # noqa: F401  (selects the threading layer first)
+from .conv3x3_cpu import conv3x3_backward_cpu, conv3x3_forward_cpu, is_3x3_same
 from .conv_reference import _check_shapes, _geometry
+from .scratch import release_scratch, scratch  # noqa: F401  (release_scratch is public here)
 
 
 @njit(inline="always")
@@ -151,26 +161,6 @@ def channel_major(dy, dY):
     return dY
 
 
-_scratch_buffers = {}     # name -> flat array, grown on demand, reused across calls
-
-
-def scratch(name, shape, dtype):
-    """A reused (not zeroed) work array: im2col's `cols` is up to tens of MB, and a
-    fresh allocation of that size costs page faults on every call (measured: the
-    backward GEMM into a new 14 MB array took 6 ms instead of 0.6 ms). Not
-    thread-safe, like the workqueue threading layer itself."""
-    n = int(np.prod(shape))
-    buf = _scratch_buffers.get(name)
-    if buf is None or buf.dtype != dtype or buf.size < n:
-        buf = _scratch_buffers[name] = np.empty(n, dtype=dtype)
-    return buf[:n].reshape(shape)
-
-
-def release_scratch():
-    """Free the work arrays (they hold the largest im2col matrix seen so far)."""
-    _scratch_buffers.clear()
-
-
 def _float_arrays(*arrays):
     """C-contiguous float arrays of one dtype, or TypeError."""
     dt = arrays[0].dtype
@@ -227,6 +217,8 @@ def conv2d_forward_cpu(x, w, b, stride, padding):
     if _is_pointwise(kh, kw, sh, sw, ph, pw):                          # no im2col needed
         y = w2 @ x.reshape(B, Cin, Ho * Wo)                            # (B, Cout, L)
         return (y + bias[:, None]).reshape(B, Cout, Ho, Wo)
+    if is_3x3_same(kh, kw, sh, sw, ph, pw):                            # direct, no im2col
+        return conv3x3_forward_cpu(x, w, bias)
     K, L = w2.shape[1], Ho * Wo
     y = np.empty((B, Cout, L), dtype=x.dtype)                          # (B, Cout, L)
     for b0, b1 in _blocks(B, K, L, x.dtype.itemsize):                  # nb = b1 - b0 samples
@@ -252,6 +244,8 @@ def conv2d_backward_cpu(dy, x, w, stride, padding, need_bias=True):
         dx = (w2.T @ dy3).reshape(x.shape)                             # (B, Cin, H, W)
         dw = (dy3 @ x.reshape(B, Cin, -1).transpose(0, 2, 1)).sum(axis=0)  # (Cout, Cin)
         return dx, dw.reshape(w.shape), (dy3.sum(axis=(0, 2)) if need_bias else None)
+    if is_3x3_same(kh, kw, sh, sw, ph, pw):                            # direct, no im2col
+        return conv3x3_backward_cpu(dy, x, w, need_bias)
     K, L = w2.shape[1], Ho * Wo
     db = dy3.sum(axis=(0, 2)) if need_bias else None                   # (Cout,)
     dw = np.zeros((Cout, K), dtype=x.dtype)                            # (Cout, K)

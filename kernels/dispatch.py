@@ -4,7 +4,9 @@
     CuPy array (module 'cupy...')    -> Numba CUDA kernels + cuBLAS ("numba-cuda")
     other array with __minidiff_xp__ -> the plain-xp reference ("reference")
 
-The reference path is also taken when Numba cannot be imported, for dtypes the
+While NumPy arrays run on the Numba CPU kernels, NumPy's BLAS is kept on one
+thread (blas_threads.py, numba_threads.py explain why); the reference path
+restores it. The reference path is also taken when Numba cannot be imported, for dtypes the
 kernels do not cover (anything but float32/float64, or mixed dtypes), and when
 forced by `use_reference(True)`, `with reference_mode():` or the environment
 variable MINIDIFF_KERNELS=reference. Numba is imported on first use only, so
@@ -16,6 +18,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from .blas_threads import kernels_mode
 from .conv_reference import conv2d_backward_reference, conv2d_forward_reference
 from .groupnorm_reference import groupnorm_silu_backward_reference, groupnorm_silu_forward_reference
 from .sampling import ddim_step_reference, ddpm_step_reference
@@ -86,9 +89,15 @@ def _route(arrays):
 
 
 def _kernel(module, name, arrays):
-    """The Numba version `<name>_<device>` from kernels/<module>_<device>.py, or None."""
+    """The Numba version `<name>_<device>` from kernels/<module>_<device>.py, or None.
+
+    On the CPU this also switches NumPy's BLAS to one thread for the kernels, and
+    back for the reference path (blas_threads.py; why in numba_threads.py).
+    """
     device = _route(arrays)
     mod = None if device is None else _module(f"{module}_{device}")
+    if device == "cpu" or device is None:
+        kernels_mode(mod is not None)
     return None if mod is None else getattr(mod, f"{name}_{device}")
 
 
