@@ -196,7 +196,8 @@ def conv3x3_backward_cpu(dy, x, w, need_bias=True):
     dw_b = conv3x3_weight_grad(xp, dyp, Wp, P, scratch("dw_b", (B, Cout, Cin, 9), x.dtype))
     dw = dw_b.sum(axis=0).reshape(w.shape)                                 # (Cout, Cin, 3, 3)
     w_t = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (Cin, Cout, 3, 3)
-    grid = conv3x3_grid(dyp, w_t, Wp, P, scratch("grid", (B, Cin, P), x.dtype))  # (B, Cin, P)
+    grid = scratch("xp", (B, Cin, P), x.dtype)                             # xp is done with: reuse it
+    grid = conv3x3_grid(dyp, w_t, Wp, P, grid)                             # (B, Cin, P)
     dx = crop_grid(grid, Wp, np.zeros(Cin, x.dtype), np.empty_like(x))     # (B, Cin, H, W)
     db = dy.sum(axis=(0, 2, 3)) if need_bias else None                      # (Cout,)
     return dx, dw, db

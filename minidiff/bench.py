@@ -145,9 +145,15 @@ def _timed(fn):
     return time.perf_counter() - t0
 
 
-def call_times(fn, repeats, warmup=1):
-    """(median, min) seconds of `repeats` calls of fn() after `warmup` calls."""
+def call_times(fn, repeats, warmup=1, warmup_s=0.5):
+    """(median, min) seconds of `repeats` calls of fn() after `warmup` calls and at least
+    `warmup_s` seconds of calls: the thread pool of the path that ran before (OpenBLAS
+    or OpenMP workers) keeps spinning for a while and slows the first calls (measured:
+    a 2.3 ms conv took 6 ms for the first few calls after the reference path)."""
+    t0 = time.perf_counter()
     for _ in range(warmup):
+        fn()
+    while time.perf_counter() - t0 < warmup_s:
         fn()
     times = [_timed(fn) for _ in range(repeats)]
     return float(np.median(times)), float(np.min(times))
