@@ -179,7 +179,7 @@ def main(argv=None):
                        nrow=4)
 
     # --- evaluate -------------------------------------------------------
-    judge = load_judge(args.judge, data_dir=args.data_dir)
+    judge = load_judge(args.judge, data_dir=args.data_dir, progress=progress)
     real = x_test
     metrics = dict(data=source, conditional=args.conditional, num_train=int(len(x)), epochs=len(history["train_loss"]),
                    parameters=model.num_params(), samples=args.samples, num_timesteps=T, schedule=args.schedule,

@@ -139,11 +139,12 @@ def build_judge(out=None, data_dir=None, epochs=None, batch_size=64, lr=3e-3, se
     return model
 
 
-def load_judge(path=None, data_dir=None, train_if_missing=True, log=print):
-    """load_judge(path=None, data_dir=None, train_if_missing=True) -> LeNet5.
+def load_judge(path=None, data_dir=None, train_if_missing=True, log=print, progress=True):
+    """load_judge(path=None, data_dir=None, train_if_missing=True, progress=True) -> LeNet5.
 
     Loads the cached judge at `path` (default ~/.cache/minidiff/lenet5.h5),
-    training and saving it first if the file is missing and train_if_missing.
+    training and saving it first if the file is missing and train_if_missing
+    (with a progress bar unless progress=False).
     """
     from .checkpoint import load_checkpoint
     from .models import MODELS
@@ -154,7 +155,7 @@ def load_judge(path=None, data_dir=None, train_if_missing=True, log=print):
         if not train_if_missing:
             raise FileNotFoundError(f"load_judge: no judge at {path}; train one with "
                                     f"`python -m minidiff.judge --out {path}`")
-        return build_judge(out=path, data_dir=data_dir, log=log)
+        return build_judge(out=path, data_dir=data_dir, log=log, progress=progress)
     if "LeNet5" in MODELS:
         ckpt = load_checkpoint(path)                     # rebuilt from its saved config
     else:                                                # load into a LeNet5 of the saved config
