@@ -81,10 +81,11 @@ def test_bad_guidance_interval_flag_is_a_clear_error(flag, value, capsys):
     assert flag in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("T, want", [(100, (10, 75)), (6, (0, 4)), (1000, (100, 750))])
-def test_default_guidance_interval_scales_with_T(T, want):
+@pytest.mark.parametrize("T, want, want_ddim", [(100, (10, 70), (0, 95)), (6, (0, 4), (0, 5)),
+                                                (1000, (100, 700), (0, 950))])
+def test_default_guidance_interval_scales_with_T(T, want, want_ddim):
     args = load_example().parse_args(["--conditional", "--num-timesteps", str(T)])
-    assert args.guidance_interval == want and args.ddim_guidance_interval is None
+    assert args.guidance_interval == want and args.ddim_guidance_interval == want_ddim
     args = load_example().parse_args(["--guidance-interval", "all", "--ddim-guidance-interval", "3,9"])
     assert args.guidance_interval is None and args.ddim_guidance_interval == (3, 9)
 
