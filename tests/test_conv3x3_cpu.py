@@ -74,3 +74,16 @@ def test_pad_planes_zeroes_the_border_and_tail():
     plane = xp[:, :, :6 * Wp].reshape(2, 3, 6, Wp)
     np.testing.assert_array_equal(plane[:, :, 1:5, 1:6], x)
     assert np.count_nonzero(xp) == x.size                # everything else is exactly 0
+
+
+def test_conv2d_gradients_through_the_direct_kernels(monkeypatch):
+    """float64 central differences of a Conv2d layer whose forward and backward run conv3x3_cpu."""
+    from gradcheck import assert_gradients
+    from minidiff.nn import Conv2d
+    used = []
+    for name in ("conv3x3_forward_cpu", "conv3x3_backward_cpu"):
+        real = getattr(conv_cpu, name)
+        monkeypatch.setattr(conv_cpu, name, lambda *a, _real=real, _name=name: used.append(_name) or _real(*a))
+    layer = Conv2d(3, 5, 3, padding=1, rng=0, dtype=np.float64)
+    assert_gradients(layer, np.random.default_rng(1).standard_normal((2, 3, 6, 7)), tol=1e-6)
+    assert {"conv3x3_forward_cpu", "conv3x3_backward_cpu"} <= set(used)
