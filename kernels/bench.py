@@ -2,14 +2,19 @@
 
     python -m minidiff.kernels.bench [--repeat 21] [--batch 32]
 
-Calls are interleaved (ref, numba, ref, numba, ...) so a burst of load from
-other processes hits both sides alike. Prints one line per U-Net/LeNet shape.
+Each implementation is timed in a block of its own, with NumPy's BLAS as the
+dispatcher would set it (all its threads for the reference, one thread for
+the Numba kernels; see numba_threads.py), after 0.5 s of warm-up calls. Calls
+are not interleaved: switching between the two thread pools on every call
+would time the switch (the pool that ran last keeps spinning for a while).
+Prints one line per U-Net/LeNet shape.
 """
 import argparse
 import time
 
 import numpy as np
 
+from .blas_threads import kernels_mode
 from .check import conv_backward_case, conv_case, ddim_case, ddpm_case
 from .conv_reference import conv2d_backward_reference, conv2d_forward_reference
 from .sampling import ddim_step_reference, ddpm_step_reference
@@ -20,17 +25,23 @@ CONV_SHAPES = [(16, 16, 28, 3, 1, 1), (32, 32, 14, 3, 1, 1), (48, 48, 7, 3, 1, 1
                (32, 16, 28, 1, 1, 0), (1, 6, 28, 5, 1, 2), (6, 16, 14, 5, 1, 0)]
 
 
-def medians(fns, repeat):
-    """{name: median ms} of interleaved calls, after one warm-up call each."""
-    times = {name: [] for name in fns}
-    for f in fns.values():
+def medians(fns, repeat, warmup_s=0.5):
+    """{name: median ms}: names starting with 'r' are references, the others Numba kernels."""
+    out = {}
+    for name, f in fns.items():
+        kernels_mode(not name.startswith("r"))
+        t0 = time.perf_counter()
         f()
-    for _ in range(repeat):
-        for name, f in fns.items():
+        while time.perf_counter() - t0 < warmup_s:
+            f()
+        times = []
+        for _ in range(repeat):
             t = time.perf_counter()
             f()
-            times[name].append(1e3 * (time.perf_counter() - t))
-    return {name: float(np.median(t)) for name, t in times.items()}
+            times.append(1e3 * (time.perf_counter() - t))
+        out[name] = float(np.median(times))
+    kernels_mode(False)
+    return out
 
 
 def main(argv=None):

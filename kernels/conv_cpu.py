@@ -24,7 +24,8 @@ returned arrays are always fresh.
 
 Threading: numba_threads.py picks Numba's OpenMP layer and the dispatcher keeps
 NumPy's BLAS on one thread while these kernels run (two spinning thread pools
-fight over the cores).
+fight over the cores). Call them through minidiff.kernels, or switch
+blas_threads.kernels_mode(True) on first, as kernels/bench.py does.
 """
 import numpy as np
 from numba import njit, prange
