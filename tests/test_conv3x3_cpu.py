@@ -51,7 +51,7 @@ def test_dispatch_sends_only_3x3_same_convs_to_the_direct_kernels(monkeypatch):
     real = conv3x3_cpu.conv3x3_forward_cpu
     monkeypatch.setattr(conv_cpu, "conv3x3_forward_cpu", lambda *a: calls.append(1) or real(*a))
     rng = np.random.default_rng(6)
-    for k, s, p, direct in [(3, 1, 1, True), (3, 2, 1, False), (3, 1, 0, False), (4, 2, 1, False)]:
+    for k, s, p, direct in [(3, 1, 1, True), (3, 2, 1, False), (3, 1, 0, False), (4, 2, 1, False), (4, 1, 1, False)]:
         calls.clear()
         x, w, b, _, _ = conv_case(rng, 2, 3, 4, 8, 8, k, s, p)
         check_kernel(conv_cpu.conv2d_forward_cpu, conv_reference.conv2d_forward_reference,
