@@ -158,26 +158,29 @@ def phase_weights(w):
     return np.ascontiguousarray(w6.transpose(0, 1, 3, 5, 2, 4).reshape(Cout, 4 * Cin, 2, 2))
 
 
-def conv4x4s2_forward_cpu(x, w, bias):
-    """y = conv4x4 stride 2 padding 1 (x, w) + bias:  x (B, Cin, H, W) -> y (B, Cout, Ho, Wo)."""
+def _phases(x):
+    """(q, Ho, Wo, Wq, P, L): the phase planes of x (B, 4Cin, L) and their grid geometry."""
     B, Cin, H, W = x.shape
-    Cout = w.shape[0]
     Ho, Wo = output_size(H, W)
     Wq = Wo + 1
     P, L = _grid(Ho, Wq)
     q = space_to_depth(x, Ho, Wo, scratch("q", (B, 4 * Cin, L), x.dtype))       # (B, 4Cin, L)
+    return q, Ho, Wo, Wq, P, L
+
+
+def conv4x4s2_forward_cpu(x, w, bias):
+    """y = conv4x4 stride 2 padding 1 (x, w) + bias:  x (B, Cin, H, W) -> y (B, Cout, Ho, Wo)."""
+    B, Cout = x.shape[0], w.shape[0]
+    q, Ho, Wo, Wq, P, _ = _phases(x)
     grid = conv2x2_grid(q, phase_weights(w), Wq, P, scratch("grid", (B, Cout, P), x.dtype))
     return crop_grid(grid, Wq, bias, np.empty((B, Cout, Ho, Wo), x.dtype))
 
 
 def conv4x4s2_backward_cpu(dy, x, w, need_bias=True):
     """(dx, dw, db) of conv4x4s2_forward_cpu; db is None unless need_bias."""
-    B, Cin, H, W = x.shape
+    B, Cin = x.shape[:2]
     Cout = w.shape[0]
-    Ho, Wo = output_size(H, W)
-    Wq = Wo + 1
-    P, L = _grid(Ho, Wq)
-    q = space_to_depth(x, Ho, Wo, scratch("q", (B, 4 * Cin, L), x.dtype))       # (B, 4Cin, L)
+    q, Ho, Wo, Wq, P, L = _phases(x)
     # dw: dy on the forward grid (row length Wq), stored padded so junk columns read 0
     dyg = pad_planes(dy, Wq, scratch("dyp", (B, Cout, L + Wq), x.dtype))       # dy[h, w] at (h+1)Wq + w+1
     dw_b = conv2x2_weight_grad(q, dyg, Wq, P, Wq + 1, scratch("dw_b", (B, Cout, 4 * Cin, 4), x.dtype))

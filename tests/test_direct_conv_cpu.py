@@ -1,0 +1,110 @@
+"""The direct Numba conv kernels against the im2col reference: conv3x3_cpu.py (3x3 stride 1
+padding 1) and conv4x4s2_cpu.py (4x4 stride 2 padding 1, the U-Net's downsampling)."""
+import numpy as np
+import pytest
+
+pytest.importorskip("numba")
+
+from minidiff.kernels import conv3x3_cpu, conv4x4s2_cpu, conv_cpu, conv_reference
+from minidiff.kernels.check import check_kernel, conv_backward_case, conv_case
+
+DTYPES = [np.float32, np.float64]
+# kernel name -> (k, stride, padding, forward, backward)
+KERNELS = {
+    "3x3": (3, 1, 1, conv3x3_cpu.conv3x3_forward_cpu, conv3x3_cpu.conv3x3_backward_cpu),
+    "4x4s2": (4, 2, 1, conv4x4s2_cpu.conv4x4s2_forward_cpu, conv4x4s2_cpu.conv4x4s2_backward_cpu),
+}
+# (B, Cin, Cout, H, W): batch 1, odd and non-square planes, Cout not a multiple of the channel
+# block, one channel in or out, planes needing the ALIGN tail and ones longer than several blocks
+SHAPES = [(1, 1, 1, 2, 2), (2, 3, 5, 7, 7), (1, 4, 1, 5, 9), (3, 1, 6, 11, 6),
+          (2, 6, 7, 14, 13), (1, 5, 2, 28, 28), (2, 2, 3, 2, 30)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_forward_matches_reference(kernel, shape, dtype):
+    k, s, p, forward, _ = KERNELS[kernel]
+    rng = np.random.default_rng(sum(shape))
+    y = check_kernel(lambda x, w, b, *_: forward(x, w, b), conv_reference.conv2d_forward_reference,
+                     conv_case(rng, *shape, k, s, p, dtype=dtype))
+    assert y.dtype == dtype and y.flags.c_contiguous
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_backward_matches_reference(kernel, shape, dtype):
+    k, s, p, _, backward = KERNELS[kernel]
+    rng = np.random.default_rng(100 + sum(shape))
+    dx, dw, db = check_kernel(lambda dy, x, w, *_: backward(dy, x, w), conv_reference.conv2d_backward_reference,
+                              conv_backward_case(rng, *shape, k, s, p, dtype=dtype))
+    assert dx.dtype == dw.dtype == db.dtype == dtype
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_backward_without_bias_grad(kernel):
+    k, s, p, _, backward = KERNELS[kernel]
+    dy, x, w, _, _ = conv_backward_case(np.random.default_rng(5), 2, 3, 4, 6, 6, k, s, p)
+    assert backward(dy, x, w, need_bias=False)[2] is None
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_conv2d_gradients_through_the_direct_kernels(kernel, monkeypatch):
+    """float64 central differences of a Conv2d layer whose forward and backward run the kernel."""
+    from gradcheck import assert_gradients
+    from minidiff.nn import Conv2d
+    k, s, p, forward, backward = KERNELS[kernel]
+    used = []
+    for fn in (forward, backward):
+        monkeypatch.setattr(conv_cpu, fn.__name__, lambda *a, _fn=fn: used.append(_fn.__name__) or _fn(*a))
+    layer = Conv2d(3, 5, k, stride=s, padding=p, rng=0, dtype=np.float64)
+    assert_gradients(layer, np.random.default_rng(1).standard_normal((2, 3, 7, 8)), tol=1e-6)
+    assert {forward.__name__, backward.__name__} <= set(used)
+
+
+def test_dispatch_sends_each_shape_to_its_kernel(monkeypatch):
+    calls = []
+    for name in ("conv3x3_forward_cpu", "conv4x4s2_forward_cpu"):
+        real = getattr(conv_cpu, name)
+        monkeypatch.setattr(conv_cpu, name, lambda *a, _r=real, _n=name: calls.append(_n) or _r(*a))
+    rng = np.random.default_rng(6)
+    for k, s, p, want in [(3, 1, 1, "conv3x3_forward_cpu"), (3, 2, 1, None), (3, 1, 0, None),
+                          (4, 2, 1, "conv4x4s2_forward_cpu"), (4, 1, 1, None), (4, 2, 0, None)]:
+        calls.clear()
+        x, w, b, _, _ = conv_case(rng, 2, 3, 4, 8, 8, k, s, p)
+        check_kernel(conv_cpu.conv2d_forward_cpu, conv_reference.conv2d_forward_reference, (x, w, b, s, p))
+        assert calls == ([want] if want else []), (k, s, p)
+
+
+def test_grid_geometry_covers_every_tap():
+    for H, W in [(1, 1), (7, 7), (28, 28), (5, 40)]:
+        Wp, P, Lp = conv3x3_cpu.grid_geometry(H, W)
+        assert Wp == W + 2 and P % conv3x3_cpu.ALIGN == 0 and P >= H * Wp
+        assert Lp >= P - 1 + 2 * Wp + 2 + 1          # the last tap of the last grid point
+        assert Lp >= (H + 2) * Wp                    # the whole padded plane
+
+
+def test_pad_planes_zeroes_the_border_and_tail():
+    x = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5) + 1
+    Wp, P, Lp = conv3x3_cpu.grid_geometry(4, 5)
+    xp = conv3x3_cpu.pad_planes(x, Wp, np.full((2, 3, Lp), np.nan, np.float32))
+    plane = xp[:, :, :6 * Wp].reshape(2, 3, 6, Wp)
+    np.testing.assert_array_equal(plane[:, :, 1:5, 1:6], x)
+    assert np.count_nonzero(xp) == x.size                # everything else is exactly 0
+
+
+def test_space_to_depth_and_back_are_inverse_on_the_image():
+    x = np.random.default_rng(0).standard_normal((2, 3, 7, 6))
+    Ho, Wo = conv4x4s2_cpu.output_size(7, 6)
+    q = conv4x4s2_cpu.space_to_depth(x, Ho, Wo, np.full((2, 12, (Ho + 1) * (Wo + 1)), np.nan))
+    assert not np.isnan(q).any()
+    assert np.count_nonzero(q) == x.size                 # every pixel once, zeros elsewhere
+    np.testing.assert_array_equal(conv4x4s2_cpu.depth_to_space(q, Wo + 1, np.empty_like(x)), x)
+
+
+def test_phase_weights_pick_tap_2i_plus_a():
+    w = np.random.default_rng(1).standard_normal((3, 2, 4, 4))
+    w2 = conv4x4s2_cpu.phase_weights(w)
+    for c, a, e, i, j in [(0, 0, 0, 0, 0), (1, 1, 0, 1, 1), (1, 0, 1, 1, 0), (0, 1, 1, 0, 1)]:
+        np.testing.assert_array_equal(w2[:, 4 * c + 2 * a + e, i, j], w[:, c, 2 * i + a, 2 * j + e])
