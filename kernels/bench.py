@@ -10,7 +10,6 @@ would time the switch (the pool that ran last keeps spinning for a while).
 Prints one line per U-Net/LeNet shape.
 """
 import argparse
-import time
 
 import numpy as np
 
@@ -27,19 +26,12 @@ CONV_SHAPES = [(16, 16, 28, 3, 1, 1), (32, 32, 14, 3, 1, 1), (48, 48, 7, 3, 1, 1
 
 def medians(fns, repeat, warmup_s=0.5):
     """{name: median ms}: names starting with 'r' are references, the others Numba kernels."""
+    from minidiff.bench import call_times
+
     out = {}
     for name, f in fns.items():
         kernels_mode(not name.startswith("r"))
-        t0 = time.perf_counter()
-        f()
-        while time.perf_counter() - t0 < warmup_s:
-            f()
-        times = []
-        for _ in range(repeat):
-            t = time.perf_counter()
-            f()
-            times.append(1e3 * (time.perf_counter() - t))
-        out[name] = float(np.median(times))
+        out[name] = 1e3 * call_times(f, repeat, warmup_s=warmup_s)[0]
     kernels_mode(False)
     return out
 

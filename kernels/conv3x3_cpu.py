@@ -44,11 +44,18 @@ from .scratch import scratch
 ALIGN = 64      # grid length P is rounded up to this: LLVM's vector loop does 4 x 16 floats per trip
 
 
+def grid_lengths(rows, R, k):
+    """(P, L) for a k x k kernel on a grid of `rows` rows of length R: the grid length
+    (>= rows*R, a multiple of ALIGN) and the plane length (the last tap of the last grid
+    point reads index P-1 + (k-1)*(R+1))."""
+    P = -(-rows * R // ALIGN) * ALIGN
+    return P, P + (k - 1) * (R + 1)
+
+
 def grid_geometry(H, W):
-    """(Wp, P, Lp): padded row length, grid length (>= H*Wp, a multiple of ALIGN), plane length."""
+    """(Wp, P, Lp): padded row length, grid length and plane length of a 3x3 conv on H x W."""
     Wp = W + 2
-    P = -(-H * Wp // ALIGN) * ALIGN
-    return Wp, P, P + 2 * Wp + 2          # the last tap of the last grid point reads xp[P-1 + 2Wp + 2]
+    return (Wp, *grid_lengths(H, Wp, 3))
 
 
 # Loop mapping: prange over (b, c) planes; each iteration zeroes and fills its

@@ -23,14 +23,8 @@ import numpy as np
 from numba import njit, prange
 
 from . import numba_threads  # noqa: F401  (selects the threading layer first)
-from .conv3x3_cpu import ALIGN, crop_grid, pad_planes
+from .conv3x3_cpu import crop_grid, grid_lengths, pad_planes
 from .scratch import scratch
-
-
-def _grid(rows, R):
-    """(P, L): grid length (>= rows*R, a multiple of ALIGN) and plane length for 2x2 taps."""
-    P = -(-rows * R // ALIGN) * ALIGN
-    return P, P + R + 1                      # the last tap of the last grid point reads P-1 + R + 1
 
 
 def output_size(H, W):
@@ -163,7 +157,7 @@ def _phases(x):
     B, Cin, H, W = x.shape
     Ho, Wo = output_size(H, W)
     Wq = Wo + 1
-    P, L = _grid(Ho, Wq)
+    P, L = grid_lengths(Ho, Wq, 2)
     q = space_to_depth(x, Ho, Wo, scratch("q", (B, 4 * Cin, L), x.dtype))       # (B, 4Cin, L)
     return q, Ho, Wo, Wq, P, L
 
@@ -188,7 +182,7 @@ def conv4x4s2_backward_cpu(dy, x, w, need_bias=True):
     dw = dw6.transpose(0, 1, 4, 2, 5, 3).reshape(w.shape)                    # (o, c, 2i+a, 2j+e)
     # dx: each phase is a 2x2 convolution of dy padded by 1, with the taps flipped
     Wd = Wo + 2
-    Pd, Ld = _grid(Ho + 1, Wd)
+    Pd, Ld = grid_lengths(Ho + 1, Wd, 2)
     dyp = pad_planes(dy, Wd, scratch("dyp", (B, Cout, Ld), x.dtype))          # (B, Cout, Ld)
     w_dx = np.ascontiguousarray(phase_weights(w)[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (4Cin, Cout, 2, 2)
     dq = conv2x2_grid(dyp, w_dx, Wd, Pd, scratch("q", (B, 4 * Cin, Pd), x.dtype))   # q is done with
