@@ -95,3 +95,29 @@ def test_default_eta_depends_on_conditioning():
     assert example.parse_args([]).eta == 1.0
     assert example.parse_args(["--conditional"]).eta == 0.0
     assert example.parse_args(["--eta", "0.3"]).eta == 0.3
+
+
+def test_resume_with_fld_draws_judges_a_finished_run_again(tiny_mnist, tmp_path):
+    """--resume on a finished run trains nothing; --fld-draws adds independent sample sets."""
+    root, judge = tiny_mnist
+    argv = TINY + ["--data-dir", str(root), "--judge", str(judge), "--out", str(tmp_path / "run"),
+                   "--conditional", "--guidance-interval", "all"]
+    first = load_example().main(argv)
+    again = load_example().main(argv + ["--resume", "--fld-draws", "3"])
+    assert again["epochs"] == 1 and again["final_train_loss"] == first["final_train_loss"]
+    for name in ("ddpm", "ddim"):
+        draws = again[f"fld_{name}_draws"]
+        assert len(draws) == 3 and all(np.isfinite(draws))
+        assert draws[0] == pytest.approx(first[f"fld_{name}"])      # the same seed: the same first set
+        assert len(set(draws)) == 3                                  # the further sets are new draws
+        assert again[f"fld_{name}_mean"] == pytest.approx(np.mean(draws))
+        assert again[f"fld_{name}_std"] == pytest.approx(np.std(draws, ddof=1))
+        accs = again[f"guided_accuracy_{name}_draws"]
+        assert len(accs) == 3 and accs[0] == first[f"guided_accuracy_{name}"] and all(0 <= a <= 1 for a in accs)
+    assert again["fld_ddim_over_ddpm_mean"] == pytest.approx(again["fld_ddim_mean"] / again["fld_ddpm_mean"])
+
+
+def test_fld_draws_below_one_is_a_clear_error(capsys):
+    with pytest.raises(SystemExit):
+        load_example().parse_args(["--fld-draws", "0"])
+    assert "--fld-draws" in capsys.readouterr().err
