@@ -1,8 +1,9 @@
 """Direct 4x4 stride-2 padding-1 convolution on the CPU (Numba): the U-Net's downsampling.
 
-A stride-2 window reads every other input pixel, so the padded-grid trick of
-conv3x3_cpu.py (read that first) does not apply as it is. Splitting the
-padded input into its four phases (space to depth),
+A stride-2 window reads every other input pixel, so the flat-line trick of
+conv3x3_cpu.py (read that first: each tap a fixed offset along a zero-padded
+flat grid) does not apply as it is. Splitting the padded input into its four
+phases (space to depth),
 
     q[b, (c, a, e), u*Wq + v] = x_pad[b, c, 2u + a, 2v + e]      a, e in {0, 1},
 
@@ -12,7 +13,9 @@ phase channels (tap (i, j) of the 4x4 kernel is phase (i % 2, j % 2), offset
 
     y[o, oh*Wq + ow] = sum_{c,a,e,i',j'} w[o, c, 2i'+a, 2j'+e] q[(c,a,e), (oh+i')*Wq + ow+j']
 
-with Wq = Wo + 1. The backward pass uses the same two kernels:
+with Wq = Wo + 1. Here each (sample, channel) plane is its own flat grid of
+Ho rows of length Wq (rounded up to ALIGN), with grid_lengths, pad_planes
+and crop_grid below. The backward pass uses the same two kernels:
     dx: phase (a, e) of dx_pad is a 2x2 convolution of the zero-padded dy
         with the flipped taps w[o, c, 2(1-i)+a, 2(1-j)+e]; the phases are then
         put back in place (depth to space);
@@ -23,8 +26,47 @@ import numpy as np
 from numba import njit, prange
 
 from . import numba_threads  # noqa: F401  (selects the threading layer first)
-from .conv3x3_cpu import crop_grid, grid_lengths, pad_planes
 from .scratch import scratch
+
+ALIGN = 64      # grid length P is rounded up to this (as in conv3x3_cpu.py)
+
+
+def grid_lengths(rows, R, k):
+    """(P, L) for a k x k kernel on a grid of `rows` rows of length R: the grid length
+    (>= rows*R, a multiple of ALIGN) and the plane length (the last tap of the last grid
+    point reads index P-1 + (k-1)*(R+1))."""
+    P = -(-rows * R // ALIGN) * ALIGN
+    return P, P + (k - 1) * (R + 1)
+
+
+# Loop mapping: prange over (b, c) planes; each iteration zeroes and fills its
+# own plane xp[b, c], so iterations write disjoint memory.
+@njit(parallel=True, cache=True)
+def pad_planes(x, Wp, xp):
+    """xp[b, c, (h+1)*Wp + w+1] = x[b, c, h, w], zero elsewhere:  (B, C, H, W) -> (B, C, Lp)."""
+    B, C, H, W = x.shape
+    for bc in prange(B * C):
+        b, c = bc // C, bc % C
+        xp[b, c, :] = 0
+        for h in range(H):
+            o = (h + 1) * Wp + 1
+            xp[b, c, o:o + W] = x[b, c, h, :]
+    return xp
+
+
+# Loop mapping: prange over (b, o) planes; each copies the H rows of W real
+# values out of its grid row (dropping pad columns and tail) and adds the bias.
+@njit(parallel=True, cache=True)
+def crop_grid(grid, Wp, bias, y):
+    """y[b, o, h, w] = grid[b, o, h*Wp + w] + bias[o]:  (B, C, P) -> (B, C, H, W)."""
+    B, C, H, W = y.shape
+    for bc in prange(B * C):
+        b, o = bc // C, bc % C
+        g, yo, bo = grid[b, o], y[b, o], bias[o]
+        for h in range(H):
+            for w in range(W):
+                yo[h, w] = g[h * Wp + w] + bo
+    return y
 
 
 def output_size(H, W):

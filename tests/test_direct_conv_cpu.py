@@ -77,18 +77,41 @@ def test_dispatch_sends_each_shape_to_its_kernel(monkeypatch):
         assert calls == ([want] if want else []), (k, s, p)
 
 
-def test_grid_geometry_covers_every_tap():
-    for H, W in [(1, 1), (7, 7), (28, 28), (5, 40)]:
-        Wp, P, Lp = conv3x3_cpu.grid_geometry(H, W)
-        assert Wp == W + 2 and P % conv3x3_cpu.ALIGN == 0 and P >= H * Wp
-        assert Lp >= P - 1 + 2 * Wp + 2 + 1          # the last tap of the last grid point
-        assert Lp >= (H + 2) * Wp                    # the whole padded plane
+def test_line_geometry_covers_every_tap():
+    for B, H, W in [(1, 1, 1), (3, 7, 7), (32, 28, 28), (2, 5, 40)]:
+        R, P, L = conv3x3_cpu.line_geometry(B, H, W)
+        assert R == W + 1 and P % conv3x3_cpu.ALIGN == 0 and P >= B * (H + 1) * R
+        assert L >= P - 1 + 2 * R + 2 + 1            # the last tap of the last grid point
+        assert L >= (R + 1) + B * (H + 1) * R        # every image and its zero row
+
+
+def test_to_line_puts_each_image_between_zeros():
+    B, C, H, W = 3, 2, 4, 5
+    x = np.arange(B * C * H * W, dtype=np.float32).reshape(B, C, H, W) + 1
+    R, P, L = conv3x3_cpu.line_geometry(B, H, W)
+    xl = conv3x3_cpu.to_line(x, R, np.full((C, L), np.nan, np.float32))
+    rows = xl[:, R + 1:R + 1 + B * (H + 1) * R].reshape(C, B, H + 1, R)   # (c, b, h, w)
+    np.testing.assert_array_equal(rows[:, :, :H, :W], x.transpose(1, 0, 2, 3))
+    assert np.count_nonzero(xl) == x.size                # everything else is exactly 0
+
+
+def test_line_kernels_split_into_chunks_match_reference():
+    """A batch long enough for several CHUNKs (and a ragged last one), odd Cout."""
+    B, H, W = 5, 20, 23
+    P = conv3x3_cpu.line_geometry(B, H, W)[1]
+    assert P > 2 * conv3x3_cpu.CHUNK and P % conv3x3_cpu.CHUNK
+    rng = np.random.default_rng(7)
+    check_kernel(lambda x, w, b, *_: conv3x3_cpu.conv3x3_forward_cpu(x, w, b),
+                 conv_reference.conv2d_forward_reference, conv_case(rng, B, 4, 3, H, W, 3, 1, 1))
+    check_kernel(lambda dy, x, w, *_: conv3x3_cpu.conv3x3_backward_cpu(dy, x, w),
+                 conv_reference.conv2d_backward_reference, conv_backward_case(rng, B, 4, 3, H, W, 3, 1, 1))
 
 
 def test_pad_planes_zeroes_the_border_and_tail():
     x = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5) + 1
-    Wp, P, Lp = conv3x3_cpu.grid_geometry(4, 5)
-    xp = conv3x3_cpu.pad_planes(x, Wp, np.full((2, 3, Lp), np.nan, np.float32))
+    Wp = 5 + 2
+    Lp = conv4x4s2_cpu.grid_lengths(4, Wp, 3)[1]
+    xp = conv4x4s2_cpu.pad_planes(x, Wp, np.full((2, 3, Lp), np.nan, np.float32))
     plane = xp[:, :, :6 * Wp].reshape(2, 3, 6, Wp)
     np.testing.assert_array_equal(plane[:, :, 1:5, 1:6], x)
     assert np.count_nonzero(xp) == x.size                # everything else is exactly 0
