@@ -68,19 +68,30 @@ def line_geometry(B, H, W):
     return R, P, P + 2 * R + 2
 
 
-# Loop mapping: prange over channels; iteration c zeroes and fills its own
-# line xl[c], so iterations write disjoint memory.
+# Loop mapping: prange over (c, b); iteration (c, b) writes image b's stretch
+# of line c (its H rows, each with its zero, and its zero row), and the first
+# and last images also the zero head and tail: disjoint writes, each value
+# written once. Unsigned indices, so the row copies vectorise.
 @njit(parallel=True, cache=True)
 def to_line(x, R, xl):
     """xl[c, R + 1 + (b*(H+1) + h)*R + w] = x[b, c, h, w], zero elsewhere: (B, C, H, W) -> (C, L)."""
     B, C, H, W = x.shape
-    for c in prange(C):
+    L = xl.shape[1]
+    head, size = R + 1, (H + 1) * R                # zeros before image 0; one image's stretch
+    for cb in prange(C * B):
+        c, b = cb // B, cb % B
         line = xl[c]
-        line[:] = 0
-        for b in range(B):
-            for h in range(H):
-                o = R + 1 + (b * (H + 1) + h) * R
-                line[o:o + W] = x[b, c, h, :]
+        if b == 0:
+            line[:head] = 0
+        if b == B - 1:
+            line[head + B * size:] = 0
+        base = head + b * size
+        for h in range(H):
+            row, o = x[b, c, h], np.uint64(base + h * R)
+            for w in range(np.uint64(W)):
+                line[o + w] = row[w]
+            line[o + np.uint64(W)] = 0             # the zero between row h and row h + 1
+        line[base + H * R:base + size] = 0         # the zero row after image b
     return xl
 
 
@@ -188,11 +199,11 @@ def from_line(grid, R, bias, y):
     B, C, H, W = y.shape
     for bo in prange(B * C):
         b, o = bo // C, bo % C
-        g, yo, bias_o = grid[o], y[b, o], bias[o]
+        g, bias_o = grid[o], bias[o]
         for h in range(H):
-            start = (b * (H + 1) + h) * R
-            for w in range(W):
-                yo[h, w] = g[start + w] + bias_o
+            row, start = y[b, o, h], np.uint64((b * (H + 1) + h) * R)
+            for w in range(np.uint64(W)):
+                row[w] = g[start + w] + bias_o
     return y
 
 
