@@ -69,7 +69,9 @@ def parse_args(argv=None):
     p.add_argument("--ddim-steps", type=int, default=20)
     p.add_argument("--eta", type=float, default=None,
                    help="DDIM eta; default 1.0 unconditional, 0.0 conditional (measured best, README)")
-    p.add_argument("--ddim-spacing", default="trailing", choices=["linspace", "leading", "trailing"])
+    p.add_argument("--ddim-spacing", default=None, choices=["linspace", "leading", "trailing"],
+                   help="DDIM timesteps; default leading unconditional (t = 95, 90, ..., 0: measured "
+                        "3 FLD better than trailing over 8 paired draws, README), trailing conditional")
     p.add_argument("--fld-draws", type=int, default=1,
                    help="FLD over this many independent sets of --samples digits per sampler (mean, "
                         "spread and every value in metrics.json; the first set is the one saved). "
@@ -82,6 +84,8 @@ def parse_args(argv=None):
         args.epochs = 50 if args.conditional else 60
     if args.eta is None:
         args.eta = 0.0 if args.conditional else 1.0
+    if args.ddim_spacing is None:
+        args.ddim_spacing = "trailing" if args.conditional else "leading"
     if args.fld_draws < 1:
         p.error(f"--fld-draws: expected an integer >= 1, got {args.fld_draws}")
     if args.min_snr_gamma is not None and args.min_snr_gamma <= 0:

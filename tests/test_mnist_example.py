@@ -90,11 +90,13 @@ def test_default_guidance_interval_scales_with_T(T, want, want_ddim):
     assert args.guidance_interval is None and args.ddim_guidance_interval == (3, 9)
 
 
-def test_default_eta_depends_on_conditioning():
+def test_default_eta_and_spacing_depend_on_conditioning():
     example = load_example()
-    assert example.parse_args([]).eta == 1.0
-    assert example.parse_args(["--conditional"]).eta == 0.0
-    assert example.parse_args(["--eta", "0.3"]).eta == 0.3
+    uncond, cond = example.parse_args([]), example.parse_args(["--conditional"])
+    assert (uncond.eta, uncond.ddim_spacing) == (1.0, "leading")
+    assert (cond.eta, cond.ddim_spacing) == (0.0, "trailing")
+    given = example.parse_args(["--eta", "0.3", "--ddim-spacing", "linspace"])
+    assert (given.eta, given.ddim_spacing) == (0.3, "linspace")
 
 
 def test_resume_with_fld_draws_judges_a_finished_run_again(tiny_mnist, tmp_path):
