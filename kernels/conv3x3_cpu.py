@@ -191,6 +191,17 @@ def conv3x3_line_weight_grad(xl, dyl, R, P, chunk, dw_k):
     return dw_k
 
 
+@njit(inline="always")
+def copy_plane(g, start, R, bias, yo):
+    """yo[h, w] = g[start + h*R + w] + bias: one (H, W) output plane out of a grid row.
+    Unsigned indices, so the row copies vectorise."""
+    H, W = yo.shape
+    for h in range(H):
+        row, s = yo[h], np.uint64(start + h * R)
+        for w in range(np.uint64(W)):
+            row[w] = g[s + w] + bias
+
+
 # Loop mapping: prange over (b, o) planes; each copies the H rows of W real
 # values of image b out of the grid row y[o] (dropping the junk) and adds the bias.
 @njit(parallel=True, cache=True)
@@ -199,11 +210,7 @@ def from_line(grid, R, bias, y):
     B, C, H, W = y.shape
     for bo in prange(B * C):
         b, o = bo // C, bo % C
-        g, bias_o = grid[o], bias[o]
-        for h in range(H):
-            row, start = y[b, o, h], np.uint64((b * (H + 1) + h) * R)
-            for w in range(np.uint64(W)):
-                row[w] = g[start + w] + bias_o
+        copy_plane(grid[o], b * (H + 1) * R, R, bias[o], y[b, o])
     return y
 
 

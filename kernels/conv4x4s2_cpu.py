@@ -26,6 +26,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import numba_threads  # noqa: F401  (selects the threading layer first)
+from .conv3x3_cpu import copy_plane
 from .scratch import scratch
 
 ALIGN = 64      # grid length P is rounded up to this (as in conv3x3_cpu.py)
@@ -59,13 +60,10 @@ def pad_planes(x, Wp, xp):
 @njit(parallel=True, cache=True)
 def crop_grid(grid, Wp, bias, y):
     """y[b, o, h, w] = grid[b, o, h*Wp + w] + bias[o]:  (B, C, P) -> (B, C, H, W)."""
-    B, C, H, W = y.shape
+    B, C = y.shape[:2]
     for bc in prange(B * C):
         b, o = bc // C, bc % C
-        g, yo, bo = grid[b, o], y[b, o], bias[o]
-        for h in range(H):
-            for w in range(W):
-                yo[h, w] = g[h * Wp + w] + bo
+        copy_plane(grid[b, o], 0, Wp, bias[o], y[b, o])
     return y
 
 
