@@ -127,11 +127,13 @@ def further_draws(args, samplers, metrics, judge, real, want, model_labels):
     first being the one already in `metrics`: the values, their mean and standard deviation."""
     out = {}
     for name, sample_fn in samplers.items():
-        flds, accs = [metrics[f"fld_{name}"]], [metrics.get(f"guided_accuracy_{name}")]
+        flds = [metrics[f"fld_{name}"]]
+        accs = [] if want is None else [metrics[f"guided_accuracy_{name}"]]
         for _ in range(args.fld_draws - 1):
             imgs = sample_in_batches(sample_fn, args.samples, args.sample_batch, model_labels)
             flds.append(fld(judge, imgs, real))
-            accs.append(None if want is None else guided_accuracy(judge, imgs, want))
+            if want is not None:
+                accs.append(guided_accuracy(judge, imgs, want))
         out[f"fld_{name}_draws"] = flds
         out[f"fld_{name}_mean"], out[f"fld_{name}_std"] = float(np.mean(flds)), float(np.std(flds, ddof=1))
         if want is not None:

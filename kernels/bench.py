@@ -24,16 +24,16 @@ CONV_SHAPES = [(16, 16, 28, 3, 1, 1), (32, 32, 14, 3, 1, 1), (48, 48, 7, 3, 1, 1
                (32, 16, 28, 1, 1, 0), (1, 6, 28, 5, 1, 2), (6, 16, 14, 5, 1, 0)]
 
 
-def medians(fns, repeat, warmup_s=0.5):
-    """{name: median ms}: names starting with 'r' are references, the others Numba kernels."""
+def medians(fns, repeat, kernels, warmup_s=0.5):
+    """{name: median ms} of each fn, timed with NumPy's BLAS set as the dispatcher sets it
+    for the Numba kernels (kernels=True) or for the reference path (kernels=False)."""
     from minidiff.bench import call_times
 
-    out = {}
-    for name, f in fns.items():
-        kernels_mode(not name.startswith("r"))
-        out[name] = 1e3 * call_times(f, repeat, warmup_s=warmup_s)[0]
-    kernels_mode(False)
-    return out
+    kernels_mode(kernels)
+    try:
+        return {name: 1e3 * call_times(f, repeat, warmup_s=warmup_s)[0] for name, f in fns.items()}
+    finally:
+        kernels_mode(False)
 
 
 def main(argv=None):
@@ -51,16 +51,17 @@ def main(argv=None):
         f_args = conv_case(rng, B, Cin, Cout, H, H, k, s, p)
         b_args = conv_backward_case(rng, B, Cin, Cout, H, H, k, s, p)
         t = medians({"rf": lambda: conv2d_forward_reference(*f_args),
-                     "nf": lambda: conv2d_forward_cpu(*f_args),
-                     "rb": lambda: conv2d_backward_reference(*b_args),
-                     "nb": lambda: conv2d_backward_cpu(*b_args)}, args.repeat)
+                     "rb": lambda: conv2d_backward_reference(*b_args)}, args.repeat, kernels=False)
+        t.update(medians({"nf": lambda: conv2d_forward_cpu(*f_args),
+                          "nb": lambda: conv2d_backward_cpu(*b_args)}, args.repeat, kernels=True))
         print(f"{Cin:2d}->{Cout:2d} {H:2d}x{H:<2d} k{k} s{s} p{p}   {t['rf']:7.2f} {t['nf']:6.2f} | "
               f"{t['rb']:7.2f} {t['nb']:6.2f} | x{(t['rf'] + t['rb']) / (t['nf'] + t['nb']):.2f}")
     for shape in [(B, 1, 28, 28), (B, 3, 32, 32)]:
         p_args, d_args = ddpm_case(rng, shape), ddim_case(rng, shape)
-        t = medians({"rp": lambda: ddpm_step_reference(*p_args), "np": lambda: ddpm_step_cpu(*p_args),
-                     "rd": lambda: ddim_step_reference(*d_args), "nd": lambda: ddim_step_cpu(*d_args)},
-                    args.repeat)
+        t = medians({"rp": lambda: ddpm_step_reference(*p_args), "rd": lambda: ddim_step_reference(*d_args)},
+                    args.repeat, kernels=False)
+        t.update(medians({"np": lambda: ddpm_step_cpu(*p_args), "nd": lambda: ddim_step_cpu(*d_args)},
+                         args.repeat, kernels=True))
         print(f"steps {shape}: ddpm ref {t['rp']:.3f} numba {t['np']:.3f} | "
               f"ddim ref {t['rd']:.3f} numba {t['nd']:.3f}")
 
