@@ -31,8 +31,14 @@ Measured with timeit on 2 CPU cores (B=32, 48->48 channels, 28x28, 3x3 p1,
 float32): this is ~25% faster forward and ~30% faster backward than
 materialising `cols`, and faster than a batched (B, K, Ho*Wo) layout. For
 inputs with few channels (a 1-channel image) the forward builds `cols` instead.
+
+3x3 stride-1 padding-1 convolutions, nearly all of the U-Net's, go to
+conv3x3_reference.py, the same GEMMs on the padded-line layout of the Numba
+kernel, where every X_ij is a contiguous slice.
 """
 from minidiff.backend import get_xp
+
+from .conv3x3_reference import conv3x3_backward_reference, conv3x3_forward_reference, is_3x3_same
 
 # Below this many input channels the per-offset GEMMs are too thin (a 1-channel
 # image gives kh*kw outer products) and one GEMM on the full cols matrix wins.
@@ -138,6 +144,8 @@ def conv2d_forward_reference(x, w, b, stride, padding):
     B, C = x.shape[:2]
     Cout, _, kh, kw = w.shape
     sh, sw, ph, pw, Ho, Wo = _geometry(x.shape, kh, kw, stride, padding)
+    if is_3x3_same(kh, kw, sh, sw, ph, pw):                            # slices of padded lines
+        return conv3x3_forward_reference(x, w, b)
     if C < _MIN_CHANNELS_PER_OFFSET:
         y = w.reshape(Cout, -1) @ im2col(x, kh, kw, (sh, sw), (ph, pw))  # (Cout, N)
     else:
@@ -166,6 +174,8 @@ def conv2d_backward_reference(dy, x, w, stride, padding, need_bias=True):
     sh, sw, ph, pw, Ho, Wo = _geometry(x.shape, kh, kw, stride, padding)
     if tuple(dy.shape) != (B, Cout, Ho, Wo):
         raise ValueError(f"conv2d backward: dy has shape {dy.shape}, expected {(B, Cout, Ho, Wo)}")
+    if is_3x3_same(kh, kw, sh, sw, ph, pw):                            # slices of padded lines
+        return conv3x3_backward_reference(dy, x, w, need_bias)
     dY = dy.transpose(1, 0, 2, 3).reshape(Cout, -1)                    # (Cout, N)
     xpad = _pad_channel_major(x, ph, pw)                               # (C, B, Hp, Wp)
     dxpad = xp.zeros(xpad.shape, dtype=xp.result_type(dy, w))          # (C, B, Hp, Wp)

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 from gradcheck import assert_gradients
 
+from minidiff.kernels.conv3x3_reference import line_taps, to_line
 from minidiff.kernels.conv_reference import (col2im, conv2d_backward_reference,
                                              conv2d_forward_reference, im2col)
 from minidiff.nn.conv import Conv2d
@@ -70,6 +71,11 @@ BIG_C_CASES = [                          # >= 8 input channels: the per-offset G
     (2, 9, 3, 5, 5, 3, 1, 1),
     (1, 8, 2, 7, 7, 4, 2, 1),
 ]
+LINE_CASES = [                           # 3x3 same: conv3x3_reference.py's padded lines
+    (1, 1, 2, 3, 3, 3, 1, 1),           # batch 1, one channel, the smallest
+    (3, 2, 1, 7, 4, 3, 1, 1),           # odd, non-square, one output channel
+    (2, 11, 5, 1, 6, 3, 1, 1),          # a single row
+]
 
 
 def _random(shape, seed):
@@ -88,7 +94,7 @@ def test_conv2d_gradients_without_bias():
     assert_gradients(layer, _random((2, 2, 4, 5), 1), tol=1e-6)
 
 
-@pytest.mark.parametrize("B, Cin, Cout, H, W, k, s, p", CASES + BIG_C_CASES)
+@pytest.mark.parametrize("B, Cin, Cout, H, W, k, s, p", CASES + BIG_C_CASES + LINE_CASES)
 def test_reference_matches_naive_loops(B, Cin, Cout, H, W, k, s, p):
     kh, kw = _pair(k)
     x, w, b = _random((B, Cin, H, W), 1), _random((Cout, Cin, kh, kw), 2), _random((Cout,), 3)
@@ -111,6 +117,17 @@ def test_im2col_gemm_is_the_convolution_and_col2im_its_adjoint():
     lhs = np.sum(cols * c)
     rhs = np.sum(x * col2im(c, x.shape, 3, 2, (2, 1), 1))
     assert abs(lhs - rhs) <= 1e-10 * abs(lhs)
+
+
+def test_line_taps_are_the_im2col_rows_at_the_real_grid_points():
+    B, C, H, W = 2, 3, 4, 5
+    x = _random((B, C, H, W), 1)
+    xl, R, P = to_line(x)
+    assert (R, P, xl.shape) == (W + 1, B * (H + 1) * (W + 1), (C, P + 2 * R + 2))
+    assert np.count_nonzero(xl) == x.size and np.isclose(xl.sum(), x.sum())
+    taps = line_taps(xl, R, P).reshape(3, 3, C, B, H + 1, R)[..., :H, :W]    # (i, j, c, b, h, w)
+    cols = im2col(x, 3, 3, 1, 1).reshape(C, 3, 3, B, H, W)                   # (c, i, j, b, h, w)
+    np.testing.assert_array_equal(taps, cols.transpose(1, 2, 0, 3, 4, 5))
 
 
 def test_backward_adds_into_grads_and_float32_stays_float32():
