@@ -3,7 +3,8 @@ kernel and a Numba CUDA kernel side by side (installed from the top-level
 `kernels/` folder under the `minidiff` namespace).
 
     conv_reference.py  conv_cpu.py  conv_cuda.py        2-D convolution (im2col + GEMM)
-    conv3x3_cpu.py     direct 3x3 stride-1 convolution on the CPU (no im2col)
+    conv3x3_reference.py  conv3x3_cpu.py
+                       direct 3x3 stride-1 convolution on padded lines (no im2col)
     conv4x4s2_cpu.py   4x4 stride-2 convolution as a 2x2 one over input phases (CPU)
     sampling.py        sampling_cpu.py  sampling_cuda.py  fused DDPM / DDIM steps
     groupnorm_reference.py  groupnorm_cpu.py  groupnorm_cuda.py

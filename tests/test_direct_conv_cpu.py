@@ -95,35 +95,38 @@ def test_to_line_puts_each_image_between_zeros():
     assert np.count_nonzero(xl) == x.size                # everything else is exactly 0
 
 
-def test_line_kernels_split_into_chunks_match_reference():
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_line_kernels_split_into_chunks_match_reference(kernel):
     """A batch long enough for several CHUNKs (and a ragged last one), odd Cout."""
-    B, H, W = 5, 20, 23
-    P = conv3x3_cpu.line_geometry(B, H, W)[1]
+    k, s, p, forward, backward = KERNELS[kernel]
+    B, H, W = (5, 20, 23) if kernel == "3x3" else (11, 26, 31)
+    Ho, Wo = (H, W) if kernel == "3x3" else conv4x4s2_cpu.output_size(H, W)
+    P = conv3x3_cpu.line_geometry(B, Ho, Wo)[1]
     assert P > 2 * conv3x3_cpu.CHUNK and P % conv3x3_cpu.CHUNK
     rng = np.random.default_rng(7)
-    check_kernel(lambda x, w, b, *_: conv3x3_cpu.conv3x3_forward_cpu(x, w, b),
-                 conv_reference.conv2d_forward_reference, conv_case(rng, B, 4, 3, H, W, 3, 1, 1))
-    check_kernel(lambda dy, x, w, *_: conv3x3_cpu.conv3x3_backward_cpu(dy, x, w),
-                 conv_reference.conv2d_backward_reference, conv_backward_case(rng, B, 4, 3, H, W, 3, 1, 1))
+    check_kernel(lambda x, w, b, *_: forward(x, w, b),
+                 conv_reference.conv2d_forward_reference, conv_case(rng, B, 4, 3, H, W, k, s, p))
+    check_kernel(lambda dy, x, w, *_: backward(dy, x, w),
+                 conv_reference.conv2d_backward_reference, conv_backward_case(rng, B, 4, 3, H, W, k, s, p))
 
 
-def test_pad_planes_zeroes_the_border_and_tail():
-    x = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5) + 1
-    Wp = 5 + 2
-    Lp = conv4x4s2_cpu.grid_lengths(4, Wp, 3)[1]
-    xp = conv4x4s2_cpu.pad_planes(x, Wp, np.full((2, 3, Lp), np.nan, np.float32))
-    plane = xp[:, :, :6 * Wp].reshape(2, 3, 6, Wp)
-    np.testing.assert_array_equal(plane[:, :, 1:5, 1:6], x)
-    assert np.count_nonzero(xp) == x.size                # everything else is exactly 0
-
-
-def test_space_to_depth_and_back_are_inverse_on_the_image():
-    x = np.random.default_rng(0).standard_normal((2, 3, 7, 6))
-    Ho, Wo = conv4x4s2_cpu.output_size(7, 6)
-    q = conv4x4s2_cpu.space_to_depth(x, Ho, Wo, np.full((2, 12, (Ho + 1) * (Wo + 1)), np.nan))
+@pytest.mark.parametrize("H, W", [(7, 6), (8, 9), (2, 2)])
+def test_space_to_depth_line_holds_each_pixel_once_and_depth_to_space_inverts_it(H, W):
+    B, C = 3, 2
+    x = np.random.default_rng(0).standard_normal((B, C, H, W))
+    Ho, Wo = conv4x4s2_cpu.output_size(H, W)
+    R, P, L = conv3x3_cpu.line_geometry(B, Ho, Wo)
+    q = conv4x4s2_cpu.space_to_depth_line(x, Ho, R, np.full((4 * C, L), np.nan))
     assert not np.isnan(q).any()
     assert np.count_nonzero(q) == x.size                 # every pixel once, zeros elsewhere
-    np.testing.assert_array_equal(conv4x4s2_cpu.depth_to_space(q, Wo + 1, np.empty_like(x)), x)
+    planes = q[:, :B * (Ho + 1) * R].reshape(C, 2, 2, B, Ho + 1, R)    # (c, a, e, b, u, v)
+    xpad = np.pad(x, ((0, 0), (0, 0), (1, 2), (1, 2)))                  # room for the last phase row
+    for a in range(2):
+        for e in range(2):
+            want = xpad[:, :, a:a + 2 * Ho + 1:2, e:e + 2 * Wo + 1:2]  # (b, c, Ho+1, Wo+1)
+            np.testing.assert_array_equal(planes[:, a, e], want.transpose(1, 0, 2, 3))
+    dx = conv4x4s2_cpu.depth_to_space_line(q, Ho, R, np.empty_like(x))
+    np.testing.assert_array_equal(dx, x)
 
 
 def test_phase_weights_pick_tap_2i_plus_a():
