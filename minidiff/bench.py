@@ -1,15 +1,18 @@
 """python -m minidiff.bench: minidiff against the same models in PyTorch (CPU, 2 threads).
 
-    python -m minidiff.bench [--cases a,b,...] [--repeats N] [--json PATH] [--quick] [--profile]
+    python -m minidiff.bench [--cases a,b,...] [--repeats N] [--rounds K] [--json PATH] [--quick] [--profile]
 
 For each case, measured in this one process: the median wall time of a call
-(after warm-up) of
+(after warm-up; over K rounds in which the three paths take turns, N calls
+each per round) of
     minidiff_reference_s   minidiff with the plain-NumPy reference kernels
     minidiff_kernels_s     minidiff with the Numba CPU kernels (the default path)
     torch_s                the PyTorch mirror (minidiff/bench_torch.py, same layers,
                            weights and parameter count), torch.set_num_threads(2)
     ratio_vs_torch         min(minidiff medians) / torch_s (> 1: minidiff is slower)
     min_s                  the fastest call of each path (less sensitive to other jobs)
+    ratio_by_round         each round's best minidiff median / torch median (null without
+                           torch): their spread shows how much the machine moved
     gflop, gflops          FLOPs of one call, counted from the layer shapes (conv
                            2 B Cout Ho Wo Cin kh kw, dense 2 N in out, attention
                            2 x 2 B h N^2 d; backward = 2 x forward), over minidiff's
@@ -26,7 +29,7 @@ For each case, measured in this one process: the median wall time of a call
                            minidiff_tracemalloc is NumPy's own peak from tracemalloc.
 The torch side of unet_forward and ddim_sample_64 runs under torch.no_grad();
 minidiff's layers always keep what their backward needs. --quick: 3 repeats and
-no memory subprocesses; --profile: where the U-Net train step's time goes, by
+no memory subprocesses and one round; --profile: where the U-Net train step's time goes, by
 layer type (exclusive time of every layer's forward/backward) and by function.
 Missing implementations (no torch, no numba) give null. NumPy's BLAS keeps
 its default threads (OPENBLAS_* is left alone). Data are random: the timings
@@ -145,8 +148,8 @@ def _timed(fn):
     return time.perf_counter() - t0
 
 
-def call_times(fn, repeats, warmup=1, warmup_s=0.5):
-    """(median, min) seconds of `repeats` calls of fn() after `warmup` calls and at least
+def call_samples(fn, repeats, warmup=1, warmup_s=0.5):
+    """Seconds of each of `repeats` calls of fn() after `warmup` calls and at least
     `warmup_s` seconds of calls: the thread pool of the path that ran before (OpenBLAS
     or OpenMP workers) keeps spinning for a while and slows the first calls (measured:
     a 2.3 ms conv took 6 ms for the first few calls after the reference path)."""
@@ -155,7 +158,12 @@ def call_times(fn, repeats, warmup=1, warmup_s=0.5):
         fn()
     while time.perf_counter() - t0 < warmup_s:
         fn()
-    times = [_timed(fn) for _ in range(repeats)]
+    return [_timed(fn) for _ in range(repeats)]
+
+
+def call_times(fn, repeats, warmup=1, warmup_s=0.5):
+    """(median, min) seconds of call_samples(fn, repeats, warmup, warmup_s)."""
+    times = call_samples(fn, repeats, warmup, warmup_s)
     return float(np.median(times)), float(np.min(times))
 
 
@@ -334,15 +342,36 @@ def measure_memory(name, impl, timeout=600):
 
 
 # --- one row ------------------------------------------------------------------------
-def run_case(name, bt=None, repeats=7, warmup=1, memory=True, gemm=None, torch_gemm=None):
-    """Time case `name` on the three paths; -> the JSON row (see the module docstring)."""
+def run_case(name, bt=None, repeats=7, warmup=1, memory=True, gemm=None, torch_gemm=None, rounds=1):
+    """Time case `name` on the three paths; -> the JSON row (see the module docstring).
+
+    With rounds > 1 the paths take turns (reference, kernels, torch, reference, ...),
+    `repeats` calls each per round, so a slow spell of the shared machine falls on
+    all of them; the medians are over all calls, ratio_by_round gives each round's
+    best / torch.
+    """
     case = build_case(name, bt)
     repeats = min(repeats, case.max_repeats or repeats)
+    paths = [("minidiff_reference", case.minidiff, True)]
+    if numba_kernels_available():
+        paths.append(("minidiff_kernels", case.minidiff, False))
+    if case.torch is not None:
+        paths.append(("torch", case.torch, False))
+    samples, by_round = {key: [] for key, _, _ in paths}, []
+    for _ in range(rounds):
+        med = {}
+        for key, fn, ref in paths:
+            with reference_path(ref):
+                times = call_samples(fn, repeats, warmup)
+            samples[key] += times
+            med[key] = float(np.median(times))
+        if "torch" in med:
+            by_round.append(min(med.get("minidiff_kernels", np.inf), med["minidiff_reference"]) / med["torch"])
+    stats = {key: (float(np.median(v)), float(np.min(v))) for key, v in samples.items()}
     none = (None, None)
-    with reference_path(True):
-        ref_s, ref_min = call_times(case.minidiff, repeats, warmup)
-    ker_s, ker_min = call_times(case.minidiff, repeats, warmup) if numba_kernels_available() else none
-    torch_s, torch_min = none if case.torch is None else call_times(case.torch, repeats, warmup)
+    ref_s, ref_min = stats["minidiff_reference"]
+    ker_s, ker_min = stats.get("minidiff_kernels", none)
+    torch_s, torch_min = stats.get("torch", none)
     best = min(s for s in (ref_s, ker_s) if s is not None)
     row = {
         "case": name,
@@ -358,6 +387,8 @@ def run_case(name, bt=None, repeats=7, warmup=1, memory=True, gemm=None, torch_g
         "peak_mb": None,
         "min_s": {"minidiff_reference": ref_min, "minidiff_kernels": ker_min, "torch": torch_min},
         "repeats": repeats,
+        "rounds": rounds,
+        "ratio_by_round": by_round or None,
         "note": case.note,
     }
     if memory:
@@ -374,13 +405,15 @@ def _fmt(v, scale=1.0, digits=1):
 
 
 def format_table(rows):
-    head = ("case", "ref ms", "numba ms", "torch ms", "best/torch", "GFLOP/s", "torch GFLOP/s",
+    head = ("case", "ref ms", "numba ms", "torch ms", "best/torch", "by round", "GFLOP/s", "torch GFLOP/s",
             "MB minidiff", "MB torch")
     lines = [head]
     for r in rows:
         mem = r["peak_mb"] or {}
+        by_round = r.get("ratio_by_round") or []
+        spread = f"{min(by_round):.2f}-{max(by_round):.2f}" if len(by_round) > 1 else "-"
         lines.append((r["case"], _fmt(r["minidiff_reference_s"], 1e3), _fmt(r["minidiff_kernels_s"], 1e3),
-                      _fmt(r["torch_s"], 1e3), _fmt(r["ratio_vs_torch"], digits=2), _fmt(r["gflops"]),
+                      _fmt(r["torch_s"], 1e3), _fmt(r["ratio_vs_torch"], digits=2), spread, _fmt(r["gflops"]),
                       _fmt(r["torch_gflops"]), _fmt(mem.get("minidiff")), _fmt(mem.get("torch"))))
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
@@ -455,8 +488,10 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m minidiff.bench", description=__doc__.split("\n")[0])
     p.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, from {','.join(CASES)}")
     p.add_argument("--repeats", type=int, default=None, help="timed calls per path (default 7, 3 with --quick)")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="rounds in which the paths take turns (default 3, 1 with --quick)")
     p.add_argument("--json", default=None, metavar="PATH", help="write the rows as a JSON list")
-    p.add_argument("--quick", action="store_true", help="3 repeats and no memory subprocesses")
+    p.add_argument("--quick", action="store_true", help="3 repeats, one round and no memory subprocesses")
     p.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
     p.add_argument("--profile", action="store_true", help="only profile the U-Net train step by layer type")
     p.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
@@ -476,6 +511,9 @@ def main(argv=None):
     repeats = args.repeats or (3 if args.quick else 7)
     if repeats < 1:
         p.error(f"--repeats: expected a positive integer, got {repeats}")
+    rounds = args.rounds or (1 if args.quick else 3)
+    if rounds < 1:
+        p.error(f"--rounds: expected a positive integer, got {rounds}")
 
     bt = import_torch()
     gemm = {n: gemm_gflops(n) for n in (1024, 2048)}
@@ -489,12 +527,13 @@ def main(argv=None):
         torch_gemm = max(torch_gemm.values())
     print(f"numba kernels: {'yes' if numba_kernels_available() else 'no (reference only)'}; "
           f"torch: {'%s, %d threads' % (bt.torch.__version__, bt.torch.get_num_threads()) if bt else 'not installed'}; "
-          f"median of {repeats} (ddim: 3) after 1 warm-up; memory: "
+          f"{rounds} round(s) taking turns, {repeats} calls (ddim: 3) per path per round after "
+          f"0.5 s of warm-up, medians over all calls; memory: "
           f"{'skipped' if args.quick or args.no_memory else 'peak RSS increase of one call (VmHWM), fresh subprocess each'}")
     rows = []
     for name in names:
         rows.append(run_case(name, bt, repeats=repeats, memory=not (args.quick or args.no_memory),
-                             gemm=max(gemm.values()), torch_gemm=torch_gemm))
+                             gemm=max(gemm.values()), torch_gemm=torch_gemm, rounds=rounds))
         print(f"  done {name}", file=sys.stderr, flush=True)
     print(format_table(rows))
     if args.json:

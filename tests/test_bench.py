@@ -11,7 +11,7 @@ from minidiff.models import UNet
 
 ROW_KEYS = {"case", "minidiff_reference_s", "minidiff_kernels_s", "torch_s", "ratio_vs_torch",
             "gflop", "gflops", "torch_gflops", "gemm_gflops", "torch_gemm_gflops", "peak_mb",
-            "min_s", "repeats", "note"}
+            "min_s", "repeats", "rounds", "ratio_by_round", "note"}
 
 
 def _check_row(row, name, with_torch):
@@ -58,6 +58,21 @@ def test_run_case_with_torch():
     bt.set_threads(2)
     row = bench.run_case("mlp_train_step", bt=bt, repeats=1, warmup=0, memory=False)
     _check_row(row, "mlp_train_step", with_torch=True)
+
+
+def test_rounds_alternate_the_paths_and_give_one_ratio_each(monkeypatch):
+    pytest.importorskip("torch")
+    bt = bench_torch.load()
+    bt.set_threads(2)
+    order = []
+    real = bench.call_samples
+    monkeypatch.setattr(bench, "call_samples", lambda fn, *a, **k: order.append(fn) or real(fn, *a, **k))
+    row = bench.run_case("mlp_train_step", bt=bt, repeats=2, warmup=0, memory=False, rounds=3)
+    _check_row(row, "mlp_train_step", with_torch=True)
+    assert row["rounds"] == 3 and len(row["ratio_by_round"]) == 3
+    assert all(r > 0 for r in row["ratio_by_round"])
+    n_paths = 3 if bench.numba_kernels_available() else 2
+    assert len(order) == 3 * n_paths and order[n_paths - 1] is not order[n_paths]   # torch, then minidiff again
 
 
 def test_torch_mirror_matches_unet():
