@@ -54,16 +54,6 @@ def sigmoid(h):
     return 0.5 * (1.0 + get_xp(h).tanh(0.5 * h))
 
 
-def _affine(xhat, weight, bias, shift):
-    """h = weight[c] * xhat + bias[c] + shift[b, c] on (B, C, S) arrays."""
-    h = xhat if weight is None else xhat * weight[None, :, None]       # (B, C, S)
-    if bias is not None:
-        h = h + bias[None, :, None]
-    if shift is not None:
-        h = h + shift[:, :, None]
-    return h
-
-
 def _xhat(x3, mean, rstd, G):
     """xhat (B, C, S) from x (B, C, S) and the (B, G) statistics."""
     B, C, S = x3.shape
@@ -71,24 +61,51 @@ def _xhat(x3, mean, rstd, G):
     return ((xg - mean[:, :, None]) * rstd[:, :, None]).reshape(B, C, S)
 
 
+def _rows(a_bg, C):
+    """(B, G) -> (B, C, 1): each group's value repeated for its C/G channels."""
+    B, G = a_bg.shape
+    return a_bg.repeat(C // G, axis=1)[:, :, None]
+
+
+def _row_affine(rstd, weight, bias, shift, C):
+    """(scale, offset) (B, C, 1): h = xc * scale + offset with xc = x - mean, i.e.
+    scale = rstd[b, g] weight[c], offset = bias[c] + shift[b, c]."""
+    xp = get_xp(rstd)
+    scale = _rows(rstd, C)                                             # (B, C, 1)
+    if weight is not None:
+        scale = scale * weight[None, :, None]
+    offset = xp.zeros_like(scale)
+    if bias is not None:
+        offset += bias[None, :, None]
+    if shift is not None:
+        offset += shift[:, :, None]
+    return scale, offset
+
+
 def groupnorm_silu_forward_reference(x, weight, bias, shift, num_groups, eps, silu=True):
     """(y, mean, rstd): y = SiLU(weight xhat + bias + shift) (x's shape), mean and rstd (B, G)."""
     xp = get_xp(x)
     B, C, G, S = check_groupnorm_args(x, weight, bias, shift, num_groups)
-    x3 = x.reshape(B, C, S)                                            # (B, C, S)
-    xg = x3.reshape(B, G, -1)                                          # (B, G, n)
+    xg = x.reshape(B, G, -1)                                           # (B, G, n)
     mean = xg.mean(axis=2)                                             # (B, G)
     xc = xg - mean[:, :, None]                                         # (B, G, n)
     var = (xc * xc).mean(axis=2)                                       # (B, G)
     rstd = 1.0 / xp.sqrt(var + eps)                                    # (B, G)
-    xhat = (xc * rstd[:, :, None]).reshape(B, C, S)                    # (B, C, S)
-    h = _affine(xhat, weight, bias, shift)                             # (B, C, S)
-    y = h * sigmoid(h) if silu else h
-    return y.reshape(x.shape), mean, rstd
+    scale, offset = _row_affine(rstd, weight, bias, shift, C)          # (B, C, 1)
+    h = xc.reshape(B, C, S)                                            # xc is ours: h in place
+    h *= scale
+    h += offset                                                        # h = weight xhat + bias + shift
+    if silu:
+        h *= sigmoid(h)                                                # y = h sigmoid(h)
+    return h.reshape(x.shape), mean, rstd
 
 
 def groupnorm_silu_backward_reference(dy, x, mean, rstd, weight, bias, shift, num_groups, silu=True):
-    """(dx, dweight, dbias, dshift); dweight/dbias/dshift None where weight/bias/shift are None."""
+    """(dx, dweight, dbias, dshift); dweight/dbias/dshift None where weight/bias/shift are None.
+
+    The group means of g = dh weight and g xhat come from per-(b, c) row sums,
+    so dx = rstd weight dh - rstd mean(g xhat) xhat - rstd mean(g) is one
+    scale-and-shift per row."""
     B, C, G, S = check_groupnorm_args(x, weight, bias, shift, num_groups)
     if tuple(dy.shape) != tuple(x.shape):
         raise ValueError(f"dy: expected shape {tuple(x.shape)}, got {tuple(dy.shape)}")
@@ -96,16 +113,30 @@ def groupnorm_silu_backward_reference(dy, x, mean, rstd, weight, bias, shift, nu
     x3, dy3 = x.reshape(B, C, S), dy.reshape(B, C, S)                  # (B, C, S)
     xhat = _xhat(x3, mean, rstd, G)                                    # (B, C, S)
     if silu:
-        h = _affine(xhat, weight, bias, shift)                         # (B, C, S)
+        _, offset = _row_affine(rstd, weight, bias, shift, C)
+        h = xhat if weight is None else xhat * weight[None, :, None]
+        h = h + offset                                                 # (B, C, S)
         s = sigmoid(h)
-        dh = dy3 * (s * (1.0 + h * (1.0 - s)))                         # (B, C, S)
+        dh = 1.0 - s                                                   # dh = dy s (1 + h (1 - s)), in place
+        dh *= h
+        dh += 1.0
+        dh *= s
+        dh *= dy3
     else:
         dh = dy3
-    dshift = dh.sum(axis=2)                                            # (B, C)
-    dweight = None if weight is None else (dh * xhat).sum(axis=(0, 2))  # (C,)
-    dbias = None if bias is None else dshift.sum(axis=0)               # (C,)
-    g = dh if weight is None else dh * weight[None, :, None]           # (B, C, S)
-    g, xh = g.reshape(B, G, -1), xhat.reshape(B, G, -1)                # (B, G, n)
-    dx = rstd[:, :, None] * (g - g.mean(axis=2, keepdims=True)
-                             - xh * (g * xh).mean(axis=2, keepdims=True))  # (B, G, n)
-    return dx.reshape(x.shape), dweight, dbias, (None if shift is None else dshift)
+    row_dh = dh.sum(axis=2)                                            # (B, C): sum dh, = dshift
+    row_dhx = (dh * xhat).sum(axis=2)                                  # (B, C): sum dh xhat
+    dweight = None if weight is None else row_dhx.sum(axis=0)          # (C,)
+    dbias = None if bias is None else row_dh.sum(axis=0)               # (C,)
+    n = (C // G) * S
+    g_dh, g_dhx = row_dh, row_dhx                                      # the same sums of g = dh weight
+    if weight is not None:
+        g_dh, g_dhx = row_dh * weight, row_dhx * weight
+    mean_g = g_dh.reshape(B, G, -1).sum(axis=2) / n                    # (B, G)
+    mean_gx = g_dhx.reshape(B, G, -1).sum(axis=2) / n                  # (B, G)
+    r = _rows(rstd, C)                                                 # (B, C, 1)
+    dx = dh * (r if weight is None else r * weight[None, :, None])     # rstd weight dh
+    xhat *= r * _rows(mean_gx, C)
+    dx -= xhat                                                         # - rstd mean(g xhat) xhat
+    dx -= r * _rows(mean_g, C)                                         # - rstd mean(g)
+    return dx.reshape(x.shape), dweight, dbias, (None if shift is None else row_dh)
