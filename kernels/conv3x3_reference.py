@@ -28,7 +28,7 @@ step (batch 32) 0.67x the time, its forward (batch 64) 0.83x.
 """
 from minidiff.backend import get_xp
 
-# The nine tap slices of a group of images are at most this large (but always
+# The nine tap slices of a group of images are at most this large (but at least
 # one image), so they stay in cache between being written and read by the GEMM.
 # One slab for the whole batch is up to 64 MB at the U-Net's sizes; measured
 # against it (in-process, alternating steps), 2 MB groups took the U-Net train
