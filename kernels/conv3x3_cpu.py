@@ -52,6 +52,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import numba_threads  # noqa: F401  (selects the threading layer first)
+from .conv3x3_reference import flip_taps
 from .scratch import scratch
 
 ALIGN = 64      # grid length P is rounded up to this: LLVM's vector loop does 4 x 16 floats per trip
@@ -191,32 +192,21 @@ def conv3x3_line_weight_grad(xl, dyl, R, P, chunk, dw_k):
     return dw_k
 
 
-@njit(inline="always")
-def copy_plane(g, start, R, bias, yo):
-    """yo[h, w] = g[start + h*R + w] + bias: one (H, W) output plane out of a grid row.
-    Unsigned indices, so the row copies vectorise."""
-    H, W = yo.shape
-    for h in range(H):
-        row, s = yo[h], np.uint64(start + h * R)
-        for w in range(np.uint64(W)):
-            row[w] = g[s + w] + bias
-
-
 # Loop mapping: prange over (b, o) planes; each copies the H rows of W real
 # values of image b out of the grid row y[o] (dropping the junk) and adds the bias.
+# Unsigned indices, so the row copies vectorise.
 @njit(parallel=True, cache=True)
 def from_line(grid, R, bias, y):
     """y[b, o, h, w] = grid[o, (b*(H+1) + h)*R + w] + bias[o]:  (C, P) -> (B, C, H, W)."""
     B, C, H, W = y.shape
     for bo in prange(B * C):
         b, o = bo // C, bo % C
-        copy_plane(grid[o], b * (H + 1) * R, R, bias[o], y[b, o])
+        g, bias_o = grid[o], bias[o]
+        for h in range(H):
+            row, s = y[b, o, h], np.uint64((b * (H + 1) + h) * R)
+            for w in range(np.uint64(W)):
+                row[w] = g[s + w] + bias_o
     return y
-
-
-def is_3x3_same(kh, kw, sh, sw, ph, pw):
-    """True for the convolution these kernels cover: 3x3, stride 1, padding 1."""
-    return kh == kw == 3 and sh == sw == 1 and ph == pw == 1
 
 
 def conv3x3_forward_cpu(x, w, bias):
@@ -239,8 +229,7 @@ def conv3x3_backward_cpu(dy, x, w, need_bias=True):
     dyl = to_line(dy, R, scratch("dyl", (Cout, L), x.dtype))                # (Cout, L)
     dw_k = conv3x3_line_weight_grad(xl, dyl, R, P, CHUNK, scratch("dw_k", (chunks, Cout, Cin, 9), x.dtype))
     dw = dw_k.sum(axis=0).reshape(w.shape)                                  # (Cout, Cin, 3, 3)
-    w_t = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))   # (Cin, Cout, 3, 3)
-    grid = conv3x3_line(dyl, w_t, R, P, CHUNK, scratch("xl", (Cin, P), x.dtype))  # xl is done with
+    grid = conv3x3_line(dyl, flip_taps(w), R, P, CHUNK, scratch("xl", (Cin, P), x.dtype))  # xl is done with
     dx = from_line(grid, R, np.zeros(Cin, x.dtype), np.empty_like(x))       # (B, Cin, H, W)
     db = dy.sum(axis=(0, 2, 3)) if need_bias else None                       # (Cout,)
     return dx, dw, db

@@ -80,12 +80,16 @@ def image_groups(B, H, W, C, itemsize):
     return [(b0, min(b0 + k, B)) for b0 in range(0, B, k)]
 
 
-def _forward(x, w, b):
-    """One group of images: y (B, Cout, H, W) = w @ line_taps(x) + b."""
-    xp = get_xp(x)
-    B, Cin, H, W = x.shape
-    Cout = w.shape[0]
-    xl, R, P = to_line(x)                                              # (Cin, L)
+def flip_taps(w):
+    """(Cout, Cin, kh, kw) -> (Cin, Cout, kh, kw), taps flipped (i, j -> kh-1-i, kw-1-j):
+    the weights of the transposed stride-1 convolution, which gives dx from dy."""
+    return get_xp(w).ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+
+
+def _conv_lines(xl, R, P, w, b, B, H, W):
+    """y (B, Cout, H, W) = w @ line_taps(xl) + b for a group of B images in lines xl."""
+    xp = get_xp(xl)
+    Cout, Cin = w.shape[:2]
     w_m = w.transpose(0, 2, 3, 1).reshape(Cout, 9 * Cin)               # columns (i, j, c)
     y = xp.matmul(w_m, line_taps(xl, R, P))                            # (Cout, P)
     if b is not None:
@@ -99,36 +103,29 @@ def conv3x3_forward_reference(x, w, b):
     B, Cin, H, W = x.shape
     y = xp.empty((B, w.shape[0], H, W), dtype=xp.result_type(x, w))
     for b0, b1 in image_groups(B, H, W, Cin, x.dtype.itemsize):
-        y[b0:b1] = _forward(x[b0:b1], w, b)
+        xl, R, P = to_line(x[b0:b1])                                   # (Cin, L)
+        y[b0:b1] = _conv_lines(xl, R, P, w, b, b1 - b0, H, W)
     return y
-
-
-def _weight_grad(dy, x):
-    """One group of images: dw[:, :, i, j] = dY @ (tap (i, j) slice of xl)^T."""
-    xp = get_xp(x)
-    B, Cin, H, W = x.shape
-    Cout = dy.shape[1]
-    xl, R, P = to_line(x)                                              # (Cin, L)
-    dY = to_line(dy)[0][:, R + 1:R + 1 + P]                            # (Cout, P), dy on the grid
-    dw = xp.empty((Cout, Cin, 3, 3), dtype=xp.result_type(dy, x))
-    for i in range(3):
-        for j in range(3):
-            dw[:, :, i, j] = dY @ xl[:, i * R + j:i * R + j + P].T     # (Cout, Cin), a view
-    return dw
 
 
 def conv3x3_backward_reference(dy, x, w, need_bias=True):
     """(dx, dw, db) of conv3x3_forward_reference; db is None unless need_bias.
 
-    dx is the forward with the taps flipped and the channels swapped."""
+    Per group of images: dx is the forward on dy's lines with flip_taps(w), and
+    dw[:, :, i, j] = dY @ (tap (i, j) slice of xl)^T, a GEMM on a view."""
     xp = get_xp(x)
     B, Cin, H, W = x.shape
     Cout = w.shape[0]
-    w_flip = xp.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (Cin, Cout, 3, 3)
+    w_flip = flip_taps(w)                                              # (Cin, Cout, 3, 3)
     dx = xp.empty(x.shape, dtype=xp.result_type(dy, w))
     dw = xp.zeros(w.shape, dtype=xp.result_type(dy, x))
     for b0, b1 in image_groups(B, H, W, max(Cin, Cout), x.dtype.itemsize):
-        dx[b0:b1] = _forward(dy[b0:b1], w_flip, None)
-        dw += _weight_grad(dy[b0:b1], x[b0:b1])
+        xl, R, P = to_line(x[b0:b1])                                   # (Cin, L)
+        dyl, _, _ = to_line(dy[b0:b1])                                 # (Cout, L)
+        dx[b0:b1] = _conv_lines(dyl, R, P, w_flip, None, b1 - b0, H, W)
+        dY = dyl[:, R + 1:R + 1 + P]                                   # (Cout, P), dy on the grid
+        for i in range(3):
+            for j in range(3):
+                dw[:, :, i, j] += dY @ xl[:, i * R + j:i * R + j + P].T  # (Cout, Cin)
     db = dy.sum(axis=(0, 2, 3)) if need_bias else None                 # (Cout,)
     return dx, dw, db

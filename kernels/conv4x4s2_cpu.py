@@ -41,6 +41,7 @@ from numba import njit, prange
 
 from . import numba_threads  # noqa: F401  (selects the threading layer first)
 from .conv3x3_cpu import CHUNK, from_line, line_geometry, to_line
+from .conv3x3_reference import flip_taps
 from .scratch import scratch
 
 
@@ -227,7 +228,7 @@ def conv4x4s2_backward_cpu(dy, x, w, need_bias=True):
     dw_k = conv2x2_line_weight_grad(q, dyl, R, P, CHUNK, scratch("dw_k", (chunks, Cout, 4 * Cin, 4), x.dtype))
     dw6 = dw_k.sum(axis=0).reshape(Cout, Cin, 2, 2, 2, 2)                    # (o, c, a, e, i, j)
     dw = dw6.transpose(0, 1, 4, 2, 5, 3).reshape(w.shape)                    # (o, c, 2i+a, 2j+e)
-    w_dx = np.ascontiguousarray(phase_weights(w)[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (4Cin, Cout, 2, 2)
+    w_dx = flip_taps(phase_weights(w))                                        # (4Cin, Cout, 2, 2)
     dq = conv2x2_line(dyl, w_dx, R, P, CHUNK, scratch("q", (4 * Cin, P), x.dtype))  # q is done with
     dx = depth_to_space_line(dq, Ho, R, np.empty_like(x))                    # (B, Cin, H, W)
     db = dy.sum(axis=(0, 2, 3)) if need_bias else None                        # (Cout,)

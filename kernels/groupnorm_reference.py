@@ -63,23 +63,18 @@ def _xhat(x3, mean, rstd, G):
 
 def _rows(a_bg, C):
     """(B, G) -> (B, C, 1): each group's value repeated for its C/G channels."""
-    B, G = a_bg.shape
+    G = a_bg.shape[1]
     return a_bg.repeat(C // G, axis=1)[:, :, None]
 
 
-def _row_affine(rstd, weight, bias, shift, C):
-    """(scale, offset) (B, C, 1): h = xc * scale + offset with xc = x - mean, i.e.
-    scale = rstd[b, g] weight[c], offset = bias[c] + shift[b, c]."""
-    xp = get_xp(rstd)
-    scale = _rows(rstd, C)                                             # (B, C, 1)
-    if weight is not None:
-        scale = scale * weight[None, :, None]
-    offset = xp.zeros_like(scale)
+def _row_offset(bias, shift, rstd, C):
+    """offset[b, c] = bias[c] + shift[b, c] as (B, C, 1), in rstd's dtype (0 where both are None)."""
+    offset = get_xp(rstd).zeros((rstd.shape[0], C, 1), dtype=rstd.dtype)
     if bias is not None:
         offset += bias[None, :, None]
     if shift is not None:
         offset += shift[:, :, None]
-    return scale, offset
+    return offset
 
 
 def groupnorm_silu_forward_reference(x, weight, bias, shift, num_groups, eps, silu=True):
@@ -91,10 +86,12 @@ def groupnorm_silu_forward_reference(x, weight, bias, shift, num_groups, eps, si
     xc = xg - mean[:, :, None]                                         # (B, G, n)
     var = (xc * xc).mean(axis=2)                                       # (B, G)
     rstd = 1.0 / xp.sqrt(var + eps)                                    # (B, G)
-    scale, offset = _row_affine(rstd, weight, bias, shift, C)          # (B, C, 1)
+    scale = _rows(rstd, C)                                             # (B, C, 1): rstd weight
+    if weight is not None:
+        scale = scale * weight[None, :, None]
     h = xc.reshape(B, C, S)                                            # xc is ours: h in place
     h *= scale
-    h += offset                                                        # h = weight xhat + bias + shift
+    h += _row_offset(bias, shift, rstd, C)                             # h = weight xhat + bias + shift
     if silu:
         h *= sigmoid(h)                                                # y = h sigmoid(h)
     return h.reshape(x.shape), mean, rstd
@@ -113,9 +110,8 @@ def groupnorm_silu_backward_reference(dy, x, mean, rstd, weight, bias, shift, nu
     x3, dy3 = x.reshape(B, C, S), dy.reshape(B, C, S)                  # (B, C, S)
     xhat = _xhat(x3, mean, rstd, G)                                    # (B, C, S)
     if silu:
-        _, offset = _row_affine(rstd, weight, bias, shift, C)
         h = xhat if weight is None else xhat * weight[None, :, None]
-        h = h + offset                                                 # (B, C, S)
+        h = h + _row_offset(bias, shift, rstd, C)                      # (B, C, S)
         s = sigmoid(h)
         dh = 1.0 - s                                                   # dh = dy s (1 + h (1 - s)), in place
         dh *= h
