@@ -40,7 +40,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import numba_threads  # noqa: F401  (selects the threading layer first)
-from .conv3x3_cpu import CHUNK, from_line, line_geometry, to_line
+from .conv3x3_cpu import CHUNK, from_line, grid_rows, line_geometry, to_line
 from .conv3x3_reference import flip_taps
 from .scratch import scratch
 
@@ -114,24 +114,26 @@ def depth_to_space_line(dq, Ho, R, dx):
 def conv2x2_line(q, w, R, P, chunk, y):
     """y[m, p] = sum_{k,i,j} w[m, k, i, j] * q[k, p + i*R + j], p < P.
 
-    q (K, L) lines, w (M, K, 2, 2), y (M, P) the output grid.
+    q (K, L) lines, w (M, K, 2, 2), y (grid_rows(M, 4), P) the output grid.
     """
     K = q.shape[0]
     M = w.shape[0]
     quads = (M + 3) // 4
+    if y.shape[0] < 4 * quads:
+        raise ValueError("conv2x2_line: y needs grid_rows(M, 4) rows (spares when M % 4 != 0)")
     chunks = (P + chunk - 1) // chunk
     r1, u1 = np.uint64(R), np.uint64(1)
     zeros = np.zeros_like(w[0])                                     # (K, 2, 2)
     for it in prange(chunks * quads):
         k, m0 = it // quads, 4 * (it % quads)
-        # past the last channel a quad adds zeros into channel M - 1 (harmless)
+        # past the last channel a quad adds zeros into y's spare rows (grid_rows)
         m1, m2, m3 = min(m0 + 1, M - 1), min(m0 + 2, M - 1), min(m0 + 3, M - 1)
         w0 = w[m0]
         w1 = w[m1] if m0 + 1 < M else zeros
         w2 = w[m2] if m0 + 2 < M else zeros
         w3 = w[m3] if m0 + 3 < M else zeros
         p0, p1 = k * chunk, min((k + 1) * chunk, P)
-        y0, y1, y2, y3 = y[m0], y[m1], y[m2], y[m3]
+        y0, y1, y2, y3 = y[m0], y[m0 + 1], y[m0 + 2], y[m0 + 3]
         y0[p0:p1] = 0
         y1[p0:p1] = 0
         y2[p0:p1] = 0
@@ -214,7 +216,7 @@ def conv4x4s2_forward_cpu(x, w, bias):
     """y = conv4x4 stride 2 padding 1 (x, w) + bias:  x (B, Cin, H, W) -> y (B, Cout, Ho, Wo)."""
     B, Cout = x.shape[0], w.shape[0]
     q, Ho, Wo, R, P, _ = _phases(x)
-    grid = conv2x2_line(q, phase_weights(w), R, P, CHUNK, scratch("grid", (Cout, P), x.dtype))
+    grid = conv2x2_line(q, phase_weights(w), R, P, CHUNK, scratch("grid", (grid_rows(Cout, 4), P), x.dtype))
     return from_line(grid, R, bias, np.empty((B, Cout, Ho, Wo), x.dtype))
 
 
@@ -229,7 +231,7 @@ def conv4x4s2_backward_cpu(dy, x, w, need_bias=True):
     dw6 = dw_k.sum(axis=0).reshape(Cout, Cin, 2, 2, 2, 2)                    # (o, c, a, e, i, j)
     dw = dw6.transpose(0, 1, 4, 2, 5, 3).reshape(w.shape)                    # (o, c, 2i+a, 2j+e)
     w_dx = flip_taps(phase_weights(w))                                        # (4Cin, Cout, 2, 2)
-    dq = conv2x2_line(dyl, w_dx, R, P, CHUNK, scratch("q", (4 * Cin, P), x.dtype))  # q is done with
+    dq = conv2x2_line(dyl, w_dx, R, P, CHUNK, scratch("q", (4 * Cin, P), x.dtype))  # q is done with; 4Cin needs no spares
     dx = depth_to_space_line(dq, Ho, R, np.empty_like(x))                    # (B, Cin, H, W)
     db = dy.sum(axis=(0, 2, 3)) if need_bias else None                        # (Cout,)
     return dx, dw, db

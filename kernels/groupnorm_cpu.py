@@ -31,10 +31,12 @@ from . import numba_threads  # noqa: F401  (selects the threading layer first)
 from .groupnorm_reference import check_groupnorm_args, check_stats
 
 # Below this many elements the serial loop wins: a parallel launch costs tens of
-# microseconds (measured on 2 shared cores: (32, 48, 7, 7) float32 forward
-# 77 us serial vs 151 us in parallel; (32, 16, 28, 28) forward 262 vs 323 us,
-# backward 485 vs 379 us).
-PARALLEL_MIN_SIZE = 1 << 18
+# microseconds. Timed alone, the serial loop also won at U-Net sizes
+# ((32, 48, 7, 7) forward 77 vs 151 us), but inside a train step the parallel
+# kernel wins at every U-Net size (likely because the conv before it leaves
+# half of x in each core's cache). In one process, 25 alternating steps, twice: train step 0.955x
+# and forward 0.96-0.98x with the threshold at 2**15 instead of 2**18.
+PARALLEL_MIN_SIZE = 1 << 15
 
 
 # --- a vectorisable exp -------------------------------------------------------------

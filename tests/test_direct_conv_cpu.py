@@ -134,3 +134,22 @@ def test_phase_weights_pick_tap_2i_plus_a():
     w2 = conv4x4s2_cpu.phase_weights(w)
     for c, a, e, i, j in [(0, 0, 0, 0, 0), (1, 1, 0, 1, 1), (1, 0, 1, 1, 0), (0, 1, 1, 0, 1)]:
         np.testing.assert_array_equal(w2[:, 4 * c + 2 * a + e, i, j], w[:, c, 2 * i + a, 2 * j + e])
+
+
+@pytest.mark.parametrize("C, per_pass, rows", [(1, 2, 2), (16, 2, 16), (3, 4, 4), (5, 4, 8), (8, 4, 8)])
+def test_grid_rows_round_up_to_whole_passes(C, per_pass, rows):
+    assert conv3x3_cpu.grid_rows(C, per_pass) == rows
+
+
+def test_line_kernels_refuse_a_grid_without_its_spare_rows():
+    """With odd Cout the last pass writes a spare row; a grid of exactly Cout rows
+    would be written past its end, so the kernels raise instead."""
+    B, H, W, Cin = 2, 5, 6, 3
+    R, P, L = conv3x3_cpu.line_geometry(B, H, W)
+    xl = np.zeros((Cin, L), np.float32)
+    with pytest.raises(ValueError, match="grid_rows"):
+        conv3x3_cpu.conv3x3_line(xl, np.zeros((3, Cin, 3, 3), np.float32), R, P, conv3x3_cpu.CHUNK,
+                                 np.empty((3, P), np.float32))
+    with pytest.raises(ValueError, match="grid_rows"):
+        conv4x4s2_cpu.conv2x2_line(xl, np.zeros((5, Cin, 2, 2), np.float32), R, P, conv3x3_cpu.CHUNK,
+                                   np.empty((5, P), np.float32))
