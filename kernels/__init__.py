@@ -6,6 +6,8 @@ kernel and a Numba CUDA kernel side by side (installed from the top-level
     conv3x3_reference.py  conv3x3_cpu.py
                        direct 3x3 stride-1 convolution on padded lines (no im2col)
     conv4x4s2_cpu.py   4x4 stride-2 convolution as a 2x2 one over input phases (CPU)
+    upconv_cpu.py      nearest x2 upsampling + 3x3 convolution as four 2x2 ones on the
+                       small image (CPU; elsewhere nn.UpsampleConv runs the two steps)
     sampling.py        sampling_cpu.py  sampling_cuda.py  fused DDPM / DDIM steps
     groupnorm_reference.py  groupnorm_cpu.py  groupnorm_cuda.py
                        fused GroupNorm + per-channel shift + SiLU
@@ -22,7 +24,9 @@ from the array type (see dispatch.py). Numba is imported on first use only.
 from .dispatch import (backend_name, conv2d_backward, conv2d_forward, ddim_step, ddpm_step,
                        reference_forced, reference_mode, use_reference)
 from .dispatch import groupnorm_silu_backward, groupnorm_silu_forward
+from .dispatch import upsample_conv3x3_backward, upsample_conv3x3_forward
 
 __all__ = ["conv2d_forward", "conv2d_backward", "ddpm_step", "ddim_step",
            "groupnorm_silu_forward", "groupnorm_silu_backward",
+           "upsample_conv3x3_forward", "upsample_conv3x3_backward",
            "use_reference", "reference_mode", "reference_forced", "backend_name"]

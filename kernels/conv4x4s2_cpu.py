@@ -109,12 +109,13 @@ def depth_to_space_line(dq, Ho, R, dx):
 # owns grid points [k*chunk, (k+1)*chunk) of the rows y[m..m+3]. For each
 # input channel it holds the 16 weights in registers: four shifted loads of
 # the line feed sixteen multiply-adds (with 2x2 taps a quad fits the
-# registers where the 3x3 kernel takes a pair).
+# registers where the 3x3 kernel takes a pair). `shift` moves the start of
+# each input line: zeros here, the phase offsets in upconv_cpu.py.
 @njit(parallel=True, fastmath={"contract"}, cache=True)
-def conv2x2_line(q, w, R, P, chunk, y):
-    """y[m, p] = sum_{k,i,j} w[m, k, i, j] * q[k, p + i*R + j], p < P.
+def conv2x2_line(q, shift, w, R, P, chunk, y):
+    """y[m, p] = sum_{k,i,j} w[m, k, i, j] * q[k, shift[k] + p + i*R + j], p < P.
 
-    q (K, L) lines, w (M, K, 2, 2), y (grid_rows(M, 4), P) the output grid.
+    q (K, L) lines, shift (K,) ints, w (M, K, 2, 2), y (grid_rows(M, 4), P) the output grid.
     """
     K = q.shape[0]
     M = w.shape[0]
@@ -139,7 +140,7 @@ def conv2x2_line(q, w, R, P, chunk, y):
         y2[p0:p1] = 0
         y3[p0:p1] = 0
         for kk in range(K):
-            x = q[kk]
+            x = q[kk, shift[kk]:]
             a00, a01, a10, a11 = w0[kk, 0, 0], w0[kk, 0, 1], w0[kk, 1, 0], w0[kk, 1, 1]
             b00, b01, b10, b11 = w1[kk, 0, 0], w1[kk, 0, 1], w1[kk, 1, 0], w1[kk, 1, 1]
             c00, c01, c10, c11 = w2[kk, 0, 0], w2[kk, 0, 1], w2[kk, 1, 0], w2[kk, 1, 1]
@@ -158,8 +159,8 @@ def conv2x2_line(q, w, R, P, chunk, y):
 # afterwards). For each phase channel: sixteen dot products over the chunk
 # in one pass, the four shifted loads shared by the quad.
 @njit(parallel=True, fastmath=True, cache=True)
-def conv2x2_line_weight_grad(q, dyl, R, P, chunk, dw_k):
-    """dw_k[k, m, kk, 2i + j] = sum_{p in chunk k} dyl[m, p + R + 1] * q[kk, p + i*R + j]."""
+def conv2x2_line_weight_grad(q, shift, dyl, R, P, chunk, dw_k):
+    """dw_k[k, m, kk, 2i + j] = sum_{p in chunk k} dyl[m, p + R + 1] * q[kk, shift[kk] + p + i*R + j]."""
     K = q.shape[0]
     M = dyl.shape[0]
     quads = (M + 3) // 4
@@ -173,7 +174,7 @@ def conv2x2_line_weight_grad(q, dyl, R, P, chunk, dw_k):
         p0, p1 = k * chunk, min((k + 1) * chunk, P)
         g_0, g_1, g_2, g_3 = dyl[m0], dyl[m1], dyl[m2], dyl[m3]
         for kk in range(K):
-            x = q[kk]
+            x = q[kk, shift[kk]:]
             a00 = a01 = a10 = a11 = b00 = b01 = b10 = b11 = zero
             c00 = c01 = c10 = c11 = d00 = d01 = d10 = d11 = zero
             for p in range(np.uint64(p0), np.uint64(p1)):
@@ -189,6 +190,11 @@ def conv2x2_line_weight_grad(q, dyl, R, P, chunk, dw_k):
             s[m2, kk, 0], s[m2, kk, 1], s[m2, kk, 2], s[m2, kk, 3] = c00, c01, c10, c11
             s[m3, kk, 0], s[m3, kk, 1], s[m3, kk, 2], s[m3, kk, 3] = d00, d01, d10, d11
     return dw_k
+
+
+def no_shift(q):
+    """The `shift` of lines read from their start: zeros, one per line of q."""
+    return np.zeros(q.shape[0], np.int64)
 
 
 def is_4x4_stride2(kh, kw, sh, sw, ph, pw):
@@ -216,7 +222,8 @@ def conv4x4s2_forward_cpu(x, w, bias):
     """y = conv4x4 stride 2 padding 1 (x, w) + bias:  x (B, Cin, H, W) -> y (B, Cout, Ho, Wo)."""
     B, Cout = x.shape[0], w.shape[0]
     q, Ho, Wo, R, P, _ = _phases(x)
-    grid = conv2x2_line(q, phase_weights(w), R, P, CHUNK, scratch("grid", (grid_rows(Cout, 4), P), x.dtype))
+    grid = conv2x2_line(q, no_shift(q), phase_weights(w), R, P, CHUNK,
+                        scratch("grid", (grid_rows(Cout, 4), P), x.dtype))
     return from_line(grid, R, bias, np.empty((B, Cout, Ho, Wo), x.dtype))
 
 
@@ -227,11 +234,13 @@ def conv4x4s2_backward_cpu(dy, x, w, need_bias=True):
     q, Ho, Wo, R, P, L = _phases(x)
     dyl = to_line(dy, R, scratch("dyl", (Cout, L), x.dtype))                    # (Cout, L)
     chunks = -(-P // CHUNK)
-    dw_k = conv2x2_line_weight_grad(q, dyl, R, P, CHUNK, scratch("dw_k", (chunks, Cout, 4 * Cin, 4), x.dtype))
+    dw_k = conv2x2_line_weight_grad(q, no_shift(q), dyl, R, P, CHUNK,
+                                    scratch("dw_k", (chunks, Cout, 4 * Cin, 4), x.dtype))
     dw6 = dw_k.sum(axis=0).reshape(Cout, Cin, 2, 2, 2, 2)                    # (o, c, a, e, i, j)
     dw = dw6.transpose(0, 1, 4, 2, 5, 3).reshape(w.shape)                    # (o, c, 2i+a, 2j+e)
     w_dx = flip_taps(phase_weights(w))                                        # (4Cin, Cout, 2, 2)
-    dq = conv2x2_line(dyl, w_dx, R, P, CHUNK, scratch("q", (4 * Cin, P), x.dtype))  # q is done with; 4Cin needs no spares
+    dq = conv2x2_line(dyl, no_shift(dyl), w_dx, R, P, CHUNK,
+                      scratch("q", (4 * Cin, P), x.dtype))    # q is done with; 4Cin needs no spare rows
     dx = depth_to_space_line(dq, Ho, R, np.empty_like(x))                    # (B, Cin, H, W)
     db = dy.sum(axis=(0, 2, 3)) if need_bias else None                        # (Cout,)
     return dx, dw, db

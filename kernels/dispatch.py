@@ -55,7 +55,8 @@ def reference_forced():
 
 
 def _module(name):
-    """minidiff.kernels.<name>, imported on first use; None if Numba is missing."""
+    """minidiff.kernels.<name>, imported on first use; None if Numba is missing or there
+    is no such module (upconv has a CPU kernel only)."""
     if name not in _modules:
         try:
             _modules[name] = importlib.import_module(f"{__package__}.{name}")
@@ -119,6 +120,20 @@ def conv2d_backward(dy, x, w, stride, padding, need_bias=True):
     """(dx, dw, db) of conv2d; db is None unless need_bias."""
     bwd = _kernel("conv", "conv2d_backward", [dy, x, w]) or conv2d_backward_reference
     return bwd(dy, x, w, stride, padding, need_bias)
+
+
+def upsample_conv3x3_forward(x, w, b):
+    """y (B, Cout, 2H, 2W) = conv3x3(nearest x2 upsampling of x (B, Cin, H, W)) + b, in one
+    kernel (upconv_cpu.py) when one takes these arrays; None when none does (CuPy arrays,
+    the reference path, no Numba): the caller then runs the two steps (nn.UpsampleConv)."""
+    fwd = _kernel("upconv", "upsample_conv3x3_forward", [x, w, b])
+    return None if fwd is None else fwd(x, w, b)
+
+
+def upsample_conv3x3_backward(dy, x, w, need_bias=True):
+    """(dx, dw, db) of upsample_conv3x3_forward, or None when no kernel takes these arrays."""
+    bwd = _kernel("upconv", "upsample_conv3x3_backward", [dy, x, w])
+    return None if bwd is None else bwd(dy, x, w, need_bias)
 
 
 def ddpm_step(x_t, eps_hat, sqrt_recip_abar, sqrt_recipm1_abar, c1, c2, sigma,

@@ -104,7 +104,12 @@ class ResBlock(Layer):
 
 
 class UpsampleConv(Layer):
-    """UpsampleConv(in_ch, out_ch): nearest x2 upsampling then conv3x3. (B, in, H, W) -> (B, out, 2H, 2W)."""
+    """UpsampleConv(in_ch, out_ch): nearest x2 upsampling then conv3x3. (B, in, H, W) -> (B, out, 2H, 2W).
+
+    Where minidiff.kernels has a fused kernel for the arrays (NumPy on the Numba
+    kernels: four 2x2 convs on the small image, 2.25x fewer multiply-adds; see
+    kernels/upconv_cpu.py) both steps run as one; otherwise as `up` then `conv`.
+    """
 
     def __init__(self, in_ch, out_ch, rng=None, dtype=np.float32):
         super().__init__()
@@ -113,10 +118,27 @@ class UpsampleConv(Layer):
         self.conv = conv3x3(in_ch, out_ch, rng, dtype)
 
     def forward(self, x):
-        return self.conv.forward(self.up.forward(x))                  # (B, out, 2H, 2W)
+        from minidiff.kernels import upsample_conv3x3_forward
+        self.conv._check_input(x)
+        self.x = x                                                    # (B, in, H, W)
+        y = upsample_conv3x3_forward(x, self.conv.params["weight"], self.conv.params.get("bias"))
+        self.fused = y is not None
+        return y if self.fused else self.conv.forward(self.up.forward(x))   # (B, out, 2H, 2W)
 
     def backward(self, dy):
-        return self.up.backward(self.conv.backward(dy))               # (B, in, H, W)
+        from minidiff.kernels import upsample_conv3x3_backward
+        conv = self.conv
+        if self.fused:
+            grads = upsample_conv3x3_backward(dy, self.x, conv.params["weight"],
+                                              need_bias="bias" in conv.params)
+            if grads is not None:
+                dx, dw, db = grads
+                conv.grads["weight"] += dw                            # (out, in, 3, 3)
+                if db is not None:
+                    conv.grads["bias"] += db                          # (out,)
+                return dx                                             # (B, in, H, W)
+            conv.forward(self.up.forward(self.x))    # the kernel path was switched off since
+        return self.up.backward(conv.backward(dy))                    # (B, in, H, W)
 
 
 def downsample(in_ch, out_ch, rng=None, dtype=np.float32):
