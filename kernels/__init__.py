@@ -11,6 +11,8 @@ kernel and a Numba CUDA kernel side by side (installed from the top-level
     sampling.py        sampling_cpu.py  sampling_cuda.py  fused DDPM / DDIM steps
     groupnorm_reference.py  groupnorm_cpu.py  groupnorm_cuda.py
                        fused GroupNorm + per-channel shift + SiLU
+    attention_reference.py  attention_cpu.py  attention_cuda.py
+                       multi-head softmax(q k^T / sqrt(d)) v, one (sample, head) per loop / thread
     dispatch.py        which of them an array goes to
     check.py           compare any kernel with its reference (used by the tests)
     numba_threads.py   Numba's CPU threading layer (OpenMP; see there why)
@@ -25,8 +27,10 @@ from .dispatch import (backend_name, conv2d_backward, conv2d_forward, ddim_step,
                        reference_forced, reference_mode, use_reference)
 from .dispatch import groupnorm_silu_backward, groupnorm_silu_forward
 from .dispatch import upsample_conv3x3_backward, upsample_conv3x3_forward
+from .dispatch import attention_backward, attention_forward
 
 __all__ = ["conv2d_forward", "conv2d_backward", "ddpm_step", "ddim_step",
            "groupnorm_silu_forward", "groupnorm_silu_backward",
            "upsample_conv3x3_forward", "upsample_conv3x3_backward",
+           "attention_forward", "attention_backward",
            "use_reference", "reference_mode", "reference_forced", "backend_name"]

@@ -20,6 +20,7 @@ import numpy as np
 
 from .blas_threads import kernels_mode
 from .conv_reference import conv2d_backward_reference, conv2d_forward_reference
+from .attention_reference import attention_backward_reference, attention_forward_reference
 from .groupnorm_reference import groupnorm_silu_backward_reference, groupnorm_silu_forward_reference
 from .sampling import ddim_step_reference, ddpm_step_reference
 
@@ -162,3 +163,15 @@ def groupnorm_silu_backward(dy, x, mean, rstd, weight, bias, shift, num_groups, 
     bwd = (_kernel("groupnorm", "groupnorm_silu_backward", [dy, x, mean, rstd, weight, bias, shift])
            or groupnorm_silu_backward_reference)
     return bwd(dy, x, mean, rstd, weight, bias, shift, num_groups, silu=silu)
+
+
+def attention_forward(qkv, heads, scale):
+    """(out (B, N, C), P (B, heads, N, N)) of multi-head attention on qkv (B, N, 3C); see attention_reference.py."""
+    fwd = _kernel("attention", "attention_forward", [qkv]) or attention_forward_reference
+    return fwd(qkv, heads, scale)
+
+
+def attention_backward(d_out, qkv, P, heads, scale):
+    """d_qkv (B, N, 3C) of attention_forward."""
+    bwd = _kernel("attention", "attention_backward", [d_out, qkv, P]) or attention_backward_reference
+    return bwd(d_out, qkv, P, heads, scale)

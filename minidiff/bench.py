@@ -126,7 +126,8 @@ def forward_flops(model):
             n = layer.x.size // layer.in_features
             total += 2 * n * layer.in_features * layer.out_features
         elif isinstance(layer, MultiheadAttention):
-            B, h, N, d = layer.q.shape
+            B, h, N, _ = layer.P.shape
+            d = layer.head_dim
             total += 2 * (2 * B * h * N * N * d)
     return total
 

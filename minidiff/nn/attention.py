@@ -11,24 +11,14 @@
 Backward, with dO given:
     dv = P^T dO,   dP = dO v^T,   dS = P * (dP - sum_j dP * P),
     dq = dS k / sqrt(d),   dk = dS^T q / sqrt(d).
+The attention itself (from qkv to O and back) is minidiff.kernels.attention_forward /
+attention_backward: kernels/attention_reference.py holds these steps in array code.
 """
 import numpy as np
 
-from ..backend import as_rng, check_float_dtype, get_xp
+from ..backend import as_rng, check_float_dtype
 from .dense import Dense
 from .layer import Layer
-
-
-def softmax(s, axis=-1):
-    """exp(s - max) / sum exp(s - max): the max is subtracted for stability."""
-    xp = get_xp(s)
-    e = xp.exp(s - s.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
-
-
-def softmax_backward(p, dp, axis=-1):
-    """dS for P = softmax(S): dS_i = P_i (dP_i - sum_j dP_j P_j)."""
-    return p * (dp - (dp * p).sum(axis=axis, keepdims=True))
 
 
 class MultiheadAttention(Layer):
@@ -60,34 +50,25 @@ class MultiheadAttention(Layer):
         return a.transpose(0, 2, 1, 3).reshape(B, N, self.channels)
 
     def forward(self, x):
+        from minidiff.kernels import attention_forward
         if x.ndim != 4 or x.shape[1] != self.channels:
             raise ValueError(f"MultiheadAttention: x must be (B, {self.channels}, H, W), got {tuple(x.shape)}")
-        xp = get_xp(x)
         B, C, H, W = x.shape
         scale = 1.0 / float(np.sqrt(self.head_dim))  # a Python float keeps float32
         tokens = x.reshape(B, C, H * W).transpose(0, 2, 1)           # (B, N, C)
-        qkv = self.to_qkv.forward(tokens)                             # (B, N, 3C)
-        q, k, v = (self._split_heads(a) for a in xp.split(qkv, 3, axis=-1))  # 3 x (B, h, N, d)
-        S = xp.matmul(q, k.transpose(0, 1, 3, 2)) * scale             # (B, h, N, N)
-        P = softmax(S, axis=-1)                                       # (B, h, N, N)
-        O = xp.matmul(P, v)                                           # (B, h, N, d)
-        out = self.to_out.forward(self._merge_heads(O))               # (B, N, C)
-        self.q, self.k, self.v, self.P, self.shape = q, k, v, P, x.shape
+        self.qkv = self.to_qkv.forward(tokens)                        # (B, N, 3C)
+        O, self.P = attention_forward(self.qkv, self.heads, scale)    # (B, N, C), (B, h, N, N)
+        self.shape = x.shape
+        out = self.to_out.forward(O)                                  # (B, N, C)
         return x + out.transpose(0, 2, 1).reshape(B, C, H, W)         # (B, C, H, W)
 
     def backward(self, dy):
-        xp = get_xp(dy)
+        from minidiff.kernels import attention_backward
         B, C, H, W = self.shape
-        q, k, v, P = self.q, self.k, self.v, self.P
-        scale = 1.0 / float(np.sqrt(self.head_dim))  # a Python float keeps float32
+        scale = 1.0 / float(np.sqrt(self.head_dim))
         d_out = dy.reshape(B, C, H * W).transpose(0, 2, 1)            # (B, N, C)
-        dO = self._split_heads(self.to_out.backward(d_out))           # (B, h, N, d)
-        dv = xp.matmul(P.transpose(0, 1, 3, 2), dO)                   # (B, h, N, d)
-        dP = xp.matmul(dO, v.transpose(0, 1, 3, 2))                   # (B, h, N, N)
-        dS = softmax_backward(P, dP, axis=-1) * scale                 # (B, h, N, N), incl. 1/sqrt(d)
-        dq = xp.matmul(dS, k)                                         # (B, h, N, d)
-        dk = xp.matmul(dS.transpose(0, 1, 3, 2), q)                   # (B, h, N, d)
-        d_qkv = xp.concatenate([self._merge_heads(a) for a in (dq, dk, dv)], axis=-1)  # (B, N, 3C)
+        dO = self.to_out.backward(d_out)                              # (B, N, C)
+        d_qkv = attention_backward(dO, self.qkv, self.P, self.heads, scale)  # (B, N, 3C)
         d_tokens = self.to_qkv.backward(d_qkv)                        # (B, N, C)
         return dy + d_tokens.transpose(0, 2, 1).reshape(B, C, H, W)   # residual + attention path
 
