@@ -19,15 +19,15 @@ the loops over the keys j run along contiguous rows and vectorise:
 
 Loop mapping: prange over the B*heads pairs (b, h); pair (b, h) writes only
 P[b, h], its head's channels of out / d_qkv and its own work rows, so no two
-iterations write the same element. exp is groupnorm_cpu._exp, a polynomial
-that vectorises (libm's exp is a scalar call).
+iterations write the same element. exp is fast_exp.py's polynomial, which
+vectorises (libm's exp is a scalar call).
 """
 import numpy as np
 from numba import njit, prange
 
 from . import numba_threads  # noqa: F401  (selects the threading layer first)
 from .attention_reference import check_attention_args, check_backward_args
-from .groupnorm_cpu import _exp
+from .fast_exp import fast_exp
 
 FASTMATH = {"reassoc", "contract"}   # the sums over keys may be split across vector lanes
 
@@ -47,7 +47,7 @@ def _softmax_row(s, one):
     m = s.max()
     total = s.dtype.type(0)
     for j in range(s.shape[0]):
-        e = _exp(s[j] - m, one)
+        e = fast_exp(s[j] - m, one)
         s[j] = e
         total += e
     inv = one / total

@@ -17,17 +17,16 @@ test), so LLVM turns it into SIMD code. Two things would stop it:
   - a float sum in a loop is a chain of dependent adds unless LLVM may
     reassociate it: only the `_sum*` helpers are compiled with
     fastmath={"reassoc"} (the rest keeps IEEE semantics);
-  - libm's exp is a scalar call, so sigmoid uses `_exp` below, a polynomial
-    that compiles to plain SIMD arithmetic.
+  - libm's exp is a scalar call, so sigmoid uses fast_exp.py's polynomial,
+    which compiles to plain SIMD arithmetic.
 """
 import math
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, prange, types
-from numba.extending import intrinsic
+from numba import njit, prange
 
 from . import numba_threads  # noqa: F401  (selects the threading layer first)
+from .fast_exp import fast_exp
 from .groupnorm_reference import check_groupnorm_args, check_stats
 
 # Below this many elements the serial loop wins: a parallel launch costs tens of
@@ -39,49 +38,9 @@ from .groupnorm_reference import check_groupnorm_args, check_stats
 PARALLEL_MIN_SIZE = 1 << 15
 
 
-# --- a vectorisable exp -------------------------------------------------------------
-@intrinsic
-def _pow2(typingctx, k, like):
-    """2**k (k an integer with 2**k a normal float) in the float type of `like`, built
-    directly from the exponent bits: (k + bias) << mantissa_bits, read as a float."""
-    if not isinstance(k, types.Integer) or like not in (types.float32, types.float64):
-        return None
-    width, bias, mantissa = (32, 127, 23) if like == types.float32 else (64, 1023, 52)
-
-    def codegen(context, builder, signature, args):
-        int_t = ir.IntType(width)
-        kk = args[0]
-        if kk.type.width > width:
-            kk = builder.trunc(kk, int_t)
-        elif kk.type.width < width:
-            kk = builder.sext(kk, int_t)
-        bits = builder.shl(builder.add(kk, int_t(bias)), int_t(mantissa))
-        return builder.bitcast(bits, context.get_value_type(like))
-
-    return like(k, like), codegen
-
-
-@njit(inline="always")
-def _exp(z, one):
-    """e^z in the type of `one`: z = k ln2 + r, |r| <= ln2/2, e^z = 2^k e^r with e^r
-    a degree-12 Taylor polynomial (error < 1e-15 relative). ln2 is split in a
-    short high part (k * ln2_hi exact) and a low part (Cody & Waite).
-    z is clamped to [-80, 80] (e^80 fits float32): for sigmoid that changes
-    values only below 1e-34."""
-    T = type(one)
-    z = min(max(z, T(-80.0)), T(80.0))
-    k = np.floor(z * T(1.4426950408889634) + T(0.5))                  # round(z / ln2)
-    r = (z - k * T(0.693145751953125)) - k * T(1.4286068203094173e-06)
-    p = T(1 / 479001600)                                              # 1/12!
-    for c in (1 / 39916800, 1 / 3628800, 1 / 362880, 1 / 40320, 1 / 5040, 1 / 720,
-              1 / 120, 1 / 24, 1 / 6, 1 / 2, 1.0, 1.0):
-        p = p * r + T(c)                                              # Horner
-    return p * _pow2(np.int64(k), one)
-
-
 @njit(inline="always")
 def _sigmoid(h, one):
-    return one / (one + _exp(-h, one))
+    return one / (one + fast_exp(-h, one))
 
 
 # --- sums (the only reassociated loops) ---------------------------------------------
