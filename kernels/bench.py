@@ -7,7 +7,8 @@ dispatcher would set it (all its threads for the reference, one thread for
 the Numba kernels; see numba_threads.py), after 0.5 s of warm-up calls. Calls
 are not interleaved: switching between the two thread pools on every call
 would time the switch (the pool that ran last keeps spinning for a while).
-Prints one line per U-Net/LeNet shape.
+Prints one line per U-Net/LeNet conv shape, the fused upsample+conv against
+Upsample then the reference conv, the attention kernel, and the sampling steps.
 """
 import argparse
 
@@ -56,6 +57,8 @@ def main(argv=None):
                           "nb": lambda: conv2d_backward_cpu(*b_args)}, args.repeat, kernels=True))
         print(f"{Cin:2d}->{Cout:2d} {H:2d}x{H:<2d} k{k} s{s} p{p}   {t['rf']:7.2f} {t['nf']:6.2f} | "
               f"{t['rb']:7.2f} {t['nb']:6.2f} | x{(t['rf'] + t['rb']) / (t['nf'] + t['nb']):.2f}")
+    _upconv_lines(rng, B, args.repeat)
+    _attention_lines(rng, B, args.repeat)
     for shape in [(B, 1, 28, 28), (B, 3, 32, 32)]:
         p_args, d_args = ddpm_case(rng, shape), ddim_case(rng, shape)
         t = medians({"rp": lambda: ddpm_step_reference(*p_args), "rd": lambda: ddim_step_reference(*d_args)},
@@ -64,6 +67,44 @@ def main(argv=None):
                          args.repeat, kernels=True))
         print(f"steps {shape}: ddpm ref {t['rp']:.3f} numba {t['np']:.3f} | "
               f"ddim ref {t['rd']:.3f} numba {t['nd']:.3f}")
+
+
+def _upconv_lines(rng, B, repeat):
+    """UpsampleConv's shapes: Upsample then the reference 3x3 conv, against upconv_cpu.py."""
+    from minidiff.nn import Upsample
+
+    from .upconv_cpu import upsample_conv3x3_backward_cpu, upsample_conv3x3_forward_cpu
+    up = Upsample(2)
+    for Cin, Cout, H in [(48, 32, 7), (32, 16, 14)]:
+        x, w, b, _, _ = conv_case(rng, B, Cin, Cout, H, H, 3, 1, 1)
+        dy = rng.standard_normal((B, Cout, 2 * H, 2 * H)).astype(np.float32)
+
+        def ref_backward():
+            dxu, dw, db = conv2d_backward_reference(dy, up.forward(x), w, 1, 1)
+            return up.backward(dxu), dw, db
+        t = medians({"rf": lambda: conv2d_forward_reference(up.forward(x), w, b, 1, 1),
+                     "rb": ref_backward}, repeat, kernels=False)
+        t.update(medians({"nf": lambda: upsample_conv3x3_forward_cpu(x, w, b),
+                          "nb": lambda: upsample_conv3x3_backward_cpu(dy, x, w)}, repeat, kernels=True))
+        print(f"up2+conv {Cin:2d}->{Cout:2d} {H:2d}->{2 * H:<2d}      {t['rf']:7.2f} {t['nf']:6.2f} | "
+              f"{t['rb']:7.2f} {t['nb']:6.2f} | x{(t['rf'] + t['rb']) / (t['nf'] + t['nb']):.2f}")
+
+
+def _attention_lines(rng, B, repeat):
+    """The U-Net's middle attention (7x7 tokens, 48 channels, 4 heads): reference against attention_cpu.py."""
+    from .attention_cpu import attention_backward_cpu, attention_forward_cpu
+    from .attention_reference import attention_backward_reference, attention_forward_reference
+    N, C, heads = 49, 48, 4
+    qkv = rng.standard_normal((B, N, 3 * C)).astype(np.float32)
+    d_out = rng.standard_normal((B, N, C)).astype(np.float32)
+    scale = 1.0 / np.sqrt(C // heads).item()
+    P = attention_forward_reference(qkv, heads, scale)[1]
+    t = medians({"rf": lambda: attention_forward_reference(qkv, heads, scale),
+                 "rb": lambda: attention_backward_reference(d_out, qkv, P, heads, scale)}, repeat, kernels=False)
+    t.update(medians({"nf": lambda: attention_forward_cpu(qkv, heads, scale),
+                      "nb": lambda: attention_backward_cpu(d_out, qkv, P, heads, scale)}, repeat, kernels=True))
+    print(f"attention N={N} C={C} h={heads}      {t['rf']:7.2f} {t['nf']:6.2f} | "
+          f"{t['rb']:7.2f} {t['nb']:6.2f} | x{(t['rf'] + t['rb']) / (t['nf'] + t['nb']):.2f}")
 
 
 if __name__ == "__main__":
