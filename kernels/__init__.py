@@ -6,8 +6,9 @@ kernel and a Numba CUDA kernel side by side (installed from the top-level
     conv3x3_reference.py  conv3x3_cpu.py
                        direct 3x3 stride-1 convolution on padded lines (no im2col)
     conv4x4s2_cpu.py   4x4 stride-2 convolution as a 2x2 one over input phases (CPU)
-    upconv_cpu.py      nearest x2 upsampling + 3x3 convolution as four 2x2 ones on the
-                       small image (CPU; elsewhere nn.UpsampleConv runs the two steps)
+    upconv_phases.py  upconv_cpu.py  upconv_cuda.py
+                       nearest x2 upsampling + 3x3 convolution as four 2x2 ones on the
+                       small image (on the reference path nn.UpsampleConv runs the two steps)
     sampling.py        sampling_cpu.py  sampling_cuda.py  fused DDPM / DDIM steps
     groupnorm_reference.py  groupnorm_cpu.py  groupnorm_cuda.py
                        fused GroupNorm + per-channel shift + SiLU

@@ -33,12 +33,16 @@ FASTMATH = {"reassoc", "contract"}   # the sums over keys may be split across ve
 
 
 @njit(inline="always")
-def _transposed(x, offset, d, out):
-    """out[c, j] = x[j, offset + c]: one head's k or v of every token, (N, 3C) -> (d, N)."""
-    for j in range(x.shape[0]):
+def _head_kv(x, o0, d):
+    """(kT, vT): head h's k and v of every token, transposed, kT[c, j] = x[j, C + o0 + c]
+    (vT at 2C + o0): (N, 3C) -> 2 x (d, N), o0 = h*d the head's first channel."""
+    N, C = x.shape[0], x.shape[1] // 3
+    kT, vT = np.empty((d, N), x.dtype), np.empty((d, N), x.dtype)
+    for j in range(N):
         for c in range(d):
-            out[c, j] = x[j, offset + c]
-    return out
+            kT[c, j] = x[j, C + o0 + c]
+            vT[c, j] = x[j, 2 * C + o0 + c]
+    return kT, vT
 
 
 @njit(inline="always")
@@ -58,15 +62,13 @@ def _softmax_row(s, one):
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
 def attention_forward_kernel(qkv, heads, scale, out, P):
     """out[b, i, h*d + c] = sum_j P[b, h, i, j] v_j[c],  P[b, h, i] = softmax_j(scale q_i . k_j)."""
-    B, N, C3 = qkv.shape
-    C = C3 // 3
-    d = C // heads
+    B, N = qkv.shape[:2]
+    d = qkv.shape[2] // 3 // heads
     one = qkv.dtype.type(1)
     for bh in prange(B * heads):
         b, h = bh // heads, bh % heads
         x, o0 = qkv[b], h * d                                      # (N, 3C); head h's first channel
-        kT = _transposed(x, C + o0, d, np.empty((d, N), qkv.dtype))       # (d, N)
-        vT = _transposed(x, 2 * C + o0, d, np.empty((d, N), qkv.dtype))   # (d, N)
+        kT, vT = _head_kv(x, o0, d)                                # 2 x (d, N)
         for i in range(N):
             p = P[b, h, i]                                         # (N,)
             p[:] = 0
@@ -93,8 +95,7 @@ def attention_backward_kernel(d_out, qkv, P, heads, scale, d_qkv):
     for bh in prange(B * heads):
         b, h = bh // heads, bh % heads
         x, g, o0 = qkv[b], d_out[b], h * d                         # (N, 3C), (N, C), first channel
-        kT = _transposed(x, C + o0, d, np.empty((d, N), qkv.dtype))       # (d, N)
-        vT = _transposed(x, 2 * C + o0, d, np.empty((d, N), qkv.dtype))   # (d, N)
+        kT, vT = _head_kv(x, o0, d)                                # 2 x (d, N)
         dkT = np.zeros((d, N), qkv.dtype)                          # (d, N)
         dvT = np.zeros((d, N), qkv.dtype)                          # (d, N)
         ds = np.empty(N, qkv.dtype)                                # dp, then ds, of query i

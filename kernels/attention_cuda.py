@@ -41,20 +41,29 @@ def _dot(x, y, b, i, x0, j, y0, d):
     return acc
 
 
+@cuda.jit(device=True)
+def _thread_head(n, qkv, heads):
+    """(b, h, t, q0, k0, v0): thread n's sample, head and token (n = (b*heads + h)*N + t), and
+    where head h's channels start in q, k, v; b = -1 past the last (sample, head, token)."""
+    B, N, C3 = qkv.shape
+    C = C3 // 3
+    d = C // heads
+    if n >= B * heads * N:
+        return -1, 0, 0, 0, 0, 0
+    h = (n // N) % heads
+    return n // (heads * N), h, n % N, h * d, C + h * d, 2 * C + h * d
+
+
 # Thread mapping: one thread per n = (b, h, i), query row i of head h.
 # Pass 1: m = max_j s_ij with s_ij = scale * q_i . k_j;  pass 2: l = sum_j exp(s_ij - m);
 # pass 3: P[b, h, i, j] = exp(s_ij - m) / l;  pass 4: out[b, i, h*d + c] = sum_j P_ij v_j[c],
 # reading back only the P row this thread wrote.
 @cuda.jit
 def attention_forward_kernel(qkv, heads, scale, out, P):
-    n = cuda.grid(1)
-    B, N, C3 = qkv.shape
-    if n >= B * heads * N:
+    b, h, i, q0, k0, v0 = _thread_head(cuda.grid(1), qkv, heads)
+    if b < 0:
         return
-    b, h, i = n // (heads * N), (n // N) % heads, n % N
-    C = C3 // 3
-    d = C // heads
-    q0, k0, v0 = h * d, C + h * d, 2 * C + h * d
+    N, d = qkv.shape[1], qkv.shape[2] // 3 // heads
     m = scale * _dot(qkv, qkv, b, i, q0, 0, k0, d)
     for j in range(1, N):
         m = max(m, scale * _dot(qkv, qkv, b, i, q0, j, k0, d))
@@ -76,14 +85,10 @@ def attention_forward_kernel(qkv, heads, scale, out, P):
 # pass 3: dq_i[c] = sum_j dS_ij k_j[c] -> d_qkv[b, i, h*d + c].
 @cuda.jit
 def attention_backward_rows_kernel(d_out, qkv, P, heads, scale, dS, d_qkv):
-    n = cuda.grid(1)
-    B, N, C3 = qkv.shape
-    if n >= B * heads * N:
+    b, h, i, q0, k0, v0 = _thread_head(cuda.grid(1), qkv, heads)
+    if b < 0:
         return
-    b, h, i = n // (heads * N), (n // N) % heads, n % N
-    C = C3 // 3
-    d = C // heads
-    q0, k0, v0 = h * d, C + h * d, 2 * C + h * d
+    N, d = qkv.shape[1], qkv.shape[2] // 3 // heads
     rowsum = 0.0
     for j in range(N):
         dp = _dot(d_out, qkv, b, i, q0, j, v0, d)       # d_out's head h sits at h*d = q0
@@ -104,14 +109,10 @@ def attention_backward_rows_kernel(d_out, qkv, P, heads, scale, dS, d_qkv):
 # dv_j[c] = sum_i P_ij dO_i[c] -> d_qkv[b, j, 2C + h*d + c].
 @cuda.jit
 def attention_backward_cols_kernel(d_out, qkv, P, heads, dS, d_qkv):
-    n = cuda.grid(1)
-    B, N, C3 = qkv.shape
-    if n >= B * heads * N:
+    b, h, j, q0, k0, v0 = _thread_head(cuda.grid(1), qkv, heads)
+    if b < 0:
         return
-    b, h, j = n // (heads * N), (n // N) % heads, n % N
-    C = C3 // 3
-    d = C // heads
-    q0, k0, v0 = h * d, C + h * d, 2 * C + h * d
+    N, d = qkv.shape[1], qkv.shape[2] // 3 // heads
     for c in range(d):
         dk, dv = 0.0, 0.0
         for i in range(N):

@@ -95,3 +95,25 @@ def ddim_case(rng, shape, dtype=np.float32, eta=1.0, noise=True, xp=np):
     eps = _randn(rng, shape, dtype, xp)
     z = _randn(rng, shape, dtype, xp) if noise else None
     return (x_t, eps, *(xp.asarray(c.astype(dtype)) for c in (abar, abar_next, sigma)), z)
+
+
+def _assert_raises(exc, match, fn, *args):
+    """fn(*args) raises exc whose message contains `match`."""
+    try:
+        fn(*args)
+    except exc as e:
+        assert match in str(e), f"{exc.__name__} message {str(e)!r} does not name {match!r}"
+    else:
+        raise AssertionError(f"{getattr(fn, '__name__', fn)} did not raise {exc.__name__} ({match})")
+
+
+def check_attention_errors(forward, backward, xp=np):
+    """Assert an attention forward(qkv, heads, scale) / backward(d_out, qkv, P, heads, scale)
+    pair rejects each mis-shaped argument with a ValueError that names it."""
+    qkv = xp.zeros((2, 4, 6), np.float32)                                    # C = 2
+    _assert_raises(ValueError, "qkv", forward, xp.zeros((2, 4, 5), np.float32), 1, 1.0)
+    _assert_raises(ValueError, "heads", forward, qkv, 3, 1.0)
+    _assert_raises(ValueError, "d_out", backward, xp.zeros((2, 4, 3), np.float32), qkv,
+                   xp.zeros((2, 2, 4, 4), np.float32), 2, 1.0)
+    _assert_raises(ValueError, "P", backward, xp.zeros((2, 4, 2), np.float32), qkv,
+                   xp.zeros((2, 1, 4, 4), np.float32), 2, 1.0)

@@ -56,8 +56,7 @@ def reference_forced():
 
 
 def _module(name):
-    """minidiff.kernels.<name>, imported on first use; None if Numba is missing or there
-    is no such module (upconv has a CPU kernel only)."""
+    """minidiff.kernels.<name>, imported on first use; None if Numba is missing."""
     if name not in _modules:
         try:
             _modules[name] = importlib.import_module(f"{__package__}.{name}")
@@ -125,8 +124,9 @@ def conv2d_backward(dy, x, w, stride, padding, need_bias=True):
 
 def upsample_conv3x3_forward(x, w, b):
     """y (B, Cout, 2H, 2W) = conv3x3(nearest x2 upsampling of x (B, Cin, H, W)) + b, in one
-    kernel (upconv_cpu.py) when one takes these arrays; None when none does (CuPy arrays,
-    the reference path, no Numba): the caller then runs the two steps (nn.UpsampleConv)."""
+    kernel (upconv_cpu.py, upconv_cuda.py) when one takes these arrays; None when none
+    does (the reference path, no Numba, other arrays): the caller then runs the two
+    steps (nn.UpsampleConv), as a reference needs no fused version."""
     fwd = _kernel("upconv", "upsample_conv3x3_forward", [x, w, b])
     return None if fwd is None else fwd(x, w, b)
 

@@ -10,7 +10,7 @@ three taps of output row h = 2u + a read up(x) at rows 2u + a - 1, 2u + a,
     a = 1:  x[u],     x[u],     x[u + 1]  ->  y = (w0 + w1) x[u] + w2 x[u + 1]
 
 (x[-1] and x[H] are the zero padding). So each phase is a 2-tap filter on x,
-starting at padded row u + a, with taps summed by PHASE_TAPS[a]:
+starting at padded row u + a, with taps summed by PHASE_TAPS[a] (upconv_phases.py):
 W_a[t] = sum_i PHASE_TAPS[a, t, i] w[i]. In 2-D, phase (a, e) of the output
 is a 2x2 conv of the zero-padded x starting at (u + a, v + e):
 
@@ -42,32 +42,7 @@ from .conv3x3_cpu import CHUNK, from_line, grid_rows, line_geometry, to_line
 from .conv3x3_reference import flip_taps
 from .conv4x4s2_cpu import conv2x2_line, conv2x2_line_weight_grad
 from .scratch import scratch
-
-# PHASE_TAPS[a, t, i] = 1 when tap i of the 3x3 kernel lands on tap t of phase a's 2-tap filter
-PHASE_TAPS = np.array([[[1, 0, 0],     # a = 0: t = 0 <- w0, t = 1 <- w1 + w2
-                        [0, 1, 1]],
-                       [[1, 1, 0],     # a = 1: t = 0 <- w0 + w1, t = 1 <- w2
-                        [0, 0, 1]]])
-PHASES = ((0, 0), (0, 1), (1, 0), (1, 1))   # (a, e), in the order of the phase grids
-
-
-# The same as one matrix: PHASE_MATRIX[(a, e, t, s), (i, j)] = PHASE_TAPS[a, t, i] PHASE_TAPS[e, s, j]
-PHASE_MATRIX = np.einsum("ati,esj->aetsij", PHASE_TAPS, PHASE_TAPS).reshape(16, 9)
-
-
-def phase_weights(w):
-    """w (Cout, Cin, 3, 3) -> W (4, Cout, Cin, 2, 2): W[2a + e] = W_ae."""
-    Cout, Cin = w.shape[:2]
-    W = w.reshape(Cout * Cin, 9) @ PHASE_MATRIX.T.astype(w.dtype)        # (Cout*Cin, 16)
-    return np.ascontiguousarray(W.reshape(Cout, Cin, 4, 2, 2).transpose(2, 0, 1, 3, 4))
-
-
-def phase_weights_grad(dW):
-    """The adjoint of phase_weights: dW (4, Cout, Cin, 2, 2) -> dw (Cout, Cin, 3, 3)."""
-    Cout, Cin = dW.shape[1:3]
-    dW2 = dW.transpose(1, 2, 0, 3, 4).reshape(Cout * Cin, 16)            # (Cout*Cin, 16)
-    return (dW2 @ PHASE_MATRIX.astype(dW.dtype)).reshape(Cout, Cin, 3, 3)
-
+from .upconv_phases import PHASES, phase_weights, phase_weights_grad
 
 def _shifts(n, offset):
     """`shift` for n lines all read from `offset` on (conv2x2_line's argument)."""

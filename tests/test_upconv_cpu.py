@@ -6,7 +6,7 @@ import pytest
 pytest.importorskip("numba")
 
 from minidiff import kernels
-from minidiff.kernels import conv3x3_cpu, conv_reference, upconv_cpu
+from minidiff.kernels import conv3x3_cpu, conv_reference, upconv_cpu, upconv_phases
 from minidiff.kernels.check import check_kernel
 from minidiff.nn import Upsample, UpsampleConv
 
@@ -58,8 +58,8 @@ def test_phase_weights_are_the_taps_each_phase_reads():
         for j in range(3):
             w = np.zeros((1, 1, 3, 3))
             w[0, 0, i, j] = 1.0
-            W = upconv_cpu.phase_weights(w)                        # (4, 1, 1, 2, 2)
-            for ae, (a, e) in enumerate(upconv_cpu.PHASES):
+            W = upconv_phases.phase_weights(w)                        # (4, 1, 1, 2, 2)
+            for ae, (a, e) in enumerate(upconv_phases.PHASES):
                 want = np.array([[float(i in taps_of_phase[a][t] and j in taps_of_phase[e][s])
                                   for s in range(2)] for t in range(2)])
                 np.testing.assert_array_equal(W[ae, 0, 0], want)
@@ -68,8 +68,8 @@ def test_phase_weights_are_the_taps_each_phase_reads():
 def test_phase_weights_grad_is_the_adjoint():
     rng = np.random.default_rng(3)
     w, dW = rng.standard_normal((4, 3, 3, 3)), rng.standard_normal((4, 4, 3, 2, 2))
-    lhs = np.vdot(upconv_cpu.phase_weights(w), dW)
-    rhs = np.vdot(w, upconv_cpu.phase_weights_grad(dW))
+    lhs = np.vdot(upconv_phases.phase_weights(w), dW)
+    rhs = np.vdot(w, upconv_phases.phase_weights_grad(dW))
     assert abs(lhs - rhs) <= 1e-12 * abs(lhs)
 
 

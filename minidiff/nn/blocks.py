@@ -106,9 +106,9 @@ class ResBlock(Layer):
 class UpsampleConv(Layer):
     """UpsampleConv(in_ch, out_ch): nearest x2 upsampling then conv3x3. (B, in, H, W) -> (B, out, 2H, 2W).
 
-    Where minidiff.kernels has a fused kernel for the arrays (NumPy on the Numba
-    kernels: four 2x2 convs on the small image, 2.25x fewer multiply-adds; see
-    kernels/upconv_cpu.py) both steps run as one; otherwise as `up` then `conv`.
+    On the Numba kernels (NumPy or CuPy arrays) both steps run as one: four 2x2
+    convs on the small image, 2.25x fewer multiply-adds (kernels/upconv_cpu.py,
+    upconv_cuda.py); on the reference path as `up` then `conv`.
     """
 
     def __init__(self, in_ch, out_ch, rng=None, dtype=np.float32):

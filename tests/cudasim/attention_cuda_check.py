@@ -16,7 +16,7 @@ from numba import config  # noqa: E402
 from minidiff.kernels import attention_cuda  # noqa: E402
 from minidiff.kernels.attention_reference import (attention_backward_reference,  # noqa: E402
                                                   attention_forward_reference)
-from minidiff.kernels.check import check_kernel  # noqa: E402
+from minidiff.kernels.check import check_attention_errors, check_kernel  # noqa: E402
 
 # (B, N, heads, d, dtype): one token, odd N, one and two heads, d = 1 .. 3, and
 # B * heads * N = 18 > TPB = 16 so a second, partly idle block runs too
@@ -67,16 +67,6 @@ def test_attention_cuda_backward_is_the_gradient():
 
 
 def test_attention_cuda_errors():
-    qkv = np.zeros((1, 3, 12), np.float32)                                     # C = 4
-    with pytest.raises(ValueError, match="qkv"):
-        attention_cuda.attention_forward_cuda(np.zeros((1, 3, 10), np.float32), 1, 1.0)
-    with pytest.raises(ValueError, match="heads"):
-        attention_cuda.attention_forward_cuda(qkv, 3, 1.0)
-    with pytest.raises(ValueError, match="d_out"):
-        attention_cuda.attention_backward_cuda(np.zeros((1, 3, 3), np.float32), qkv,
-                                               np.zeros((1, 2, 3, 3), np.float32), 2, 1.0)
-    with pytest.raises(ValueError, match="P"):
-        attention_cuda.attention_backward_cuda(np.zeros((1, 3, 4), np.float32), qkv,
-                                               np.zeros((1, 1, 3, 3), np.float32), 2, 1.0)
+    check_attention_errors(attention_cuda.attention_forward_cuda, attention_cuda.attention_backward_cuda)
     with pytest.raises(TypeError, match="float32 or float64"):
         attention_cuda.attention_forward_cuda(np.zeros((1, 3, 12), np.int64), 2, 1.0)
