@@ -192,9 +192,9 @@ def conv2x2_line_weight_grad(q, shift, dyl, R, P, chunk, dw_k):
     return dw_k
 
 
-def no_shift(q):
-    """The `shift` of lines read from their start: zeros, one per line of q."""
-    return np.zeros(q.shape[0], np.int64)
+def line_shifts(n, offset=0):
+    """conv2x2_line's `shift` for n lines all read from `offset` on (0: from their start)."""
+    return np.full(n, offset, np.int64)
 
 
 def is_4x4_stride2(kh, kw, sh, sw, ph, pw):
@@ -222,7 +222,7 @@ def conv4x4s2_forward_cpu(x, w, bias):
     """y = conv4x4 stride 2 padding 1 (x, w) + bias:  x (B, Cin, H, W) -> y (B, Cout, Ho, Wo)."""
     B, Cout = x.shape[0], w.shape[0]
     q, Ho, Wo, R, P, _ = _phases(x)
-    grid = conv2x2_line(q, no_shift(q), phase_weights(w), R, P, CHUNK,
+    grid = conv2x2_line(q, line_shifts(len(q)), phase_weights(w), R, P, CHUNK,
                         scratch("grid", (grid_rows(Cout, 4), P), x.dtype))
     return from_line(grid, R, bias, np.empty((B, Cout, Ho, Wo), x.dtype))
 
@@ -234,12 +234,12 @@ def conv4x4s2_backward_cpu(dy, x, w, need_bias=True):
     q, Ho, Wo, R, P, L = _phases(x)
     dyl = to_line(dy, R, scratch("dyl", (Cout, L), x.dtype))                    # (Cout, L)
     chunks = -(-P // CHUNK)
-    dw_k = conv2x2_line_weight_grad(q, no_shift(q), dyl, R, P, CHUNK,
+    dw_k = conv2x2_line_weight_grad(q, line_shifts(len(q)), dyl, R, P, CHUNK,
                                     scratch("dw_k", (chunks, Cout, 4 * Cin, 4), x.dtype))
     dw6 = dw_k.sum(axis=0).reshape(Cout, Cin, 2, 2, 2, 2)                    # (o, c, a, e, i, j)
     dw = dw6.transpose(0, 1, 4, 2, 5, 3).reshape(w.shape)                    # (o, c, 2i+a, 2j+e)
     w_dx = flip_taps(phase_weights(w))                                        # (4Cin, Cout, 2, 2)
-    dq = conv2x2_line(dyl, no_shift(dyl), w_dx, R, P, CHUNK,
+    dq = conv2x2_line(dyl, line_shifts(len(dyl)), w_dx, R, P, CHUNK,
                       scratch("q", (4 * Cin, P), x.dtype))    # q is done with; 4Cin needs no spare rows
     dx = depth_to_space_line(dq, Ho, R, np.empty_like(x))                    # (B, Cin, H, W)
     db = dy.sum(axis=(0, 2, 3)) if need_bias else None                        # (Cout,)

@@ -18,9 +18,9 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from .attention_reference import attention_backward_reference, attention_forward_reference
 from .blas_threads import kernels_mode
 from .conv_reference import conv2d_backward_reference, conv2d_forward_reference
-from .attention_reference import attention_backward_reference, attention_forward_reference
 from .groupnorm_reference import groupnorm_silu_backward_reference, groupnorm_silu_forward_reference
 from .sampling import ddim_step_reference, ddpm_step_reference
 

@@ -33,8 +33,9 @@ from .groupnorm_reference import check_groupnorm_args, check_stats
 # microseconds. Timed alone, the serial loop also won at U-Net sizes
 # ((32, 48, 7, 7) forward 77 vs 151 us), but inside a train step the parallel
 # kernel wins at every U-Net size (likely because the conv before it leaves
-# half of x in each core's cache). In one process, 25 alternating steps, twice: train step 0.955x
-# and forward 0.96-0.98x with the threshold at 2**15 instead of 2**18.
+# half of x in each core's cache). In one process, 25 alternating steps,
+# twice: train step 0.955x and forward 0.96-0.98x with the threshold at 2**15
+# instead of 2**18.
 PARALLEL_MIN_SIZE = 1 << 15
 
 

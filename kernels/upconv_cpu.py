@@ -40,13 +40,9 @@ from numba import njit, prange
 from . import numba_threads  # noqa: F401  (selects the threading layer first)
 from .conv3x3_cpu import CHUNK, from_line, grid_rows, line_geometry, to_line
 from .conv3x3_reference import flip_taps
-from .conv4x4s2_cpu import conv2x2_line, conv2x2_line_weight_grad
+from .conv4x4s2_cpu import conv2x2_line, conv2x2_line_weight_grad, line_shifts
 from .scratch import scratch
 from .upconv_phases import PHASES, phase_weights, phase_weights_grad
-
-def _shifts(n, offset):
-    """`shift` for n lines all read from `offset` on (conv2x2_line's argument)."""
-    return np.full(n, offset, np.int64)
 
 
 # Loop mapping: prange over (b, o) planes; each interleaves the four phase
@@ -123,7 +119,7 @@ def upsample_conv3x3_forward_cpu(x, w, bias):
     Wp = phase_weights(w)                                                  # (4, Cout, Cin, 2, 2)
     grids = scratch("grid", (4, grid_rows(Cout, 4), P), x.dtype)           # (4, Cout+, P)
     for ae, (a, e) in enumerate(PHASES):
-        conv2x2_line(xl, _shifts(Cin, a * R + e), Wp[ae], R, P, CHUNK, grids[ae])
+        conv2x2_line(xl, line_shifts(Cin, a * R + e), Wp[ae], R, P, CHUNK, grids[ae])
     return phases_to_image(grids, R, bias, np.empty((B, Cout, 2 * H, 2 * W), x.dtype))
 
 
@@ -138,13 +134,13 @@ def upsample_conv3x3_backward_cpu(dy, x, w, need_bias=True):
     dyl = phase_lines(dy, R, scratch("dyl", (4 * Cout, L), x.dtype))       # (4Cout, L)
     dW_k = scratch("dw_k", (4, chunks, Cout, Cin, 4), x.dtype)
     for ae, (a, e) in enumerate(PHASES):
-        conv2x2_line_weight_grad(xl, _shifts(Cin, a * R + e), dyl[ae * Cout:(ae + 1) * Cout],
+        conv2x2_line_weight_grad(xl, line_shifts(Cin, a * R + e), dyl[ae * Cout:(ae + 1) * Cout],
                                  R, P, CHUNK, dW_k[ae])
     dw = phase_weights_grad(dW_k.sum(axis=1).reshape(4, Cout, Cin, 2, 2))  # (Cout, Cin, 3, 3)
     W_dx = flip_taps(phase_weights(w).reshape(4 * Cout, Cin, 2, 2))        # (Cin, 4Cout, 2, 2)
-    shift = np.concatenate([_shifts(Cout, (1 - a) * R + (1 - e)) for a, e in PHASES])
+    shift = np.concatenate([line_shifts(Cout, (1 - a) * R + (1 - e)) for a, e in PHASES])
     grid = conv2x2_line(dyl, shift, W_dx, R, P, CHUNK,
                         scratch("xl", (grid_rows(Cin, 4), P), x.dtype))    # xl is done with
     dx = from_line(grid, R, np.zeros(Cin, x.dtype), np.empty_like(x))      # (B, Cin, H, W)
     db = dy.sum(axis=(0, 2, 3)) if need_bias else None                      # (Cout,)
-    return dx, dw.astype(x.dtype, copy=False), db
+    return dx, dw, db

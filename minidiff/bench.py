@@ -111,15 +111,16 @@ def forward_flops(model):
     UpsampleConv counts its conv on the upsampled image, as PyTorch computes it,
     also when minidiff's fused kernel does 2.25x fewer multiply-adds there.
     """
-    total, counted = 0, set()
-    for _, layer in model.named_layers():
+    layers = [layer for _, layer in model.named_layers()]
+    inner = {id(layer.conv) for layer in layers if isinstance(layer, UpsampleConv)}  # counted by their parent
+    total = 0
+    for layer in layers:
         if isinstance(layer, UpsampleConv):
             B, C, H, W = layer.x.shape
             conv = layer.conv
             total += conv_flops((B, C, 2 * H, 2 * W), conv.out_channels, conv.kernel_size,
                                 conv.stride, conv.padding)
-            counted.add(id(conv))
-        elif isinstance(layer, Conv2d) and id(layer) not in counted:
+        elif isinstance(layer, Conv2d) and id(layer) not in inner:
             total += conv_flops(layer.x.shape, layer.out_channels, layer.kernel_size,
                                 layer.stride, layer.padding)
         elif isinstance(layer, Dense):

@@ -37,27 +37,18 @@ class MultiheadAttention(Layer):
             raise ValueError(f"MultiheadAttention: heads={heads} must divide channels={channels}")
         rng, dtype = as_rng(rng), check_float_dtype(dtype)
         self.channels, self.heads, self.head_dim = channels, heads, channels // heads
+        self.scale = 1.0 / float(np.sqrt(self.head_dim))   # a Python float keeps float32
         self.to_qkv = Dense(channels, 3 * channels, bias=False, rng=rng, dtype=dtype)
         self.to_out = Dense(channels, channels, rng=rng, dtype=dtype)
-
-    # (B, N, C) <-> (B, heads, N, d)
-    def _split_heads(self, a):
-        B, N, _ = a.shape
-        return a.reshape(B, N, self.heads, self.head_dim).transpose(0, 2, 1, 3)
-
-    def _merge_heads(self, a):
-        B, _, N, _ = a.shape
-        return a.transpose(0, 2, 1, 3).reshape(B, N, self.channels)
 
     def forward(self, x):
         from minidiff.kernels import attention_forward
         if x.ndim != 4 or x.shape[1] != self.channels:
             raise ValueError(f"MultiheadAttention: x must be (B, {self.channels}, H, W), got {tuple(x.shape)}")
         B, C, H, W = x.shape
-        scale = 1.0 / float(np.sqrt(self.head_dim))  # a Python float keeps float32
         tokens = x.reshape(B, C, H * W).transpose(0, 2, 1)           # (B, N, C)
         self.qkv = self.to_qkv.forward(tokens)                        # (B, N, 3C)
-        O, self.P = attention_forward(self.qkv, self.heads, scale)    # (B, N, C), (B, h, N, N)
+        O, self.P = attention_forward(self.qkv, self.heads, self.scale)    # (B, N, C), (B, h, N, N)
         self.shape = x.shape
         out = self.to_out.forward(O)                                  # (B, N, C)
         return x + out.transpose(0, 2, 1).reshape(B, C, H, W)         # (B, C, H, W)
@@ -65,10 +56,9 @@ class MultiheadAttention(Layer):
     def backward(self, dy):
         from minidiff.kernels import attention_backward
         B, C, H, W = self.shape
-        scale = 1.0 / float(np.sqrt(self.head_dim))
         d_out = dy.reshape(B, C, H * W).transpose(0, 2, 1)            # (B, N, C)
         dO = self.to_out.backward(d_out)                              # (B, N, C)
-        d_qkv = attention_backward(dO, self.qkv, self.P, self.heads, scale)  # (B, N, 3C)
+        d_qkv = attention_backward(dO, self.qkv, self.P, self.heads, self.scale)  # (B, N, 3C)
         d_tokens = self.to_qkv.backward(d_qkv)                        # (B, N, C)
         return dy + d_tokens.transpose(0, 2, 1).reshape(B, C, H, W)   # residual + attention path
 

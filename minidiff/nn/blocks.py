@@ -133,9 +133,7 @@ class UpsampleConv(Layer):
                                               need_bias="bias" in conv.params)
             if grads is not None:
                 dx, dw, db = grads
-                conv.grads["weight"] += dw                            # (out, in, 3, 3)
-                if db is not None:
-                    conv.grads["bias"] += db                          # (out,)
+                conv.add_grads(dw, db)
                 return dx                                             # (B, in, H, W)
             conv.forward(self.up.forward(self.x))    # the kernel path was switched off since
         return self.up.backward(conv.backward(dy))                    # (B, in, H, W)

@@ -63,10 +63,14 @@ class Conv2d(Layer):
         from minidiff.kernels import conv2d_backward
         dx, dw, db = conv2d_backward(dy, self.x, self.params["weight"], self.stride,
                                      self.padding, need_bias="bias" in self.params)
-        self.grads["weight"] += dw                                       # (out, in, kh, kw)
-        if db is not None:
-            self.grads["bias"] += db                                     # (out,)
+        self.add_grads(dw, db)
         return dx                                                        # (B, in, H, W)
+
+    def add_grads(self, dw, db):
+        """grads += the weight gradient (out, in, kh, kw) and the bias gradient (out,) or None."""
+        self.grads["weight"] += dw
+        if db is not None:
+            self.grads["bias"] += db
 
     def extra_repr(self):
         s = f"{self.in_channels} => {self.out_channels}, kernel_size={self.kernel_size}"
