@@ -45,6 +45,14 @@ The backward pass reuses the same two ideas:
           nine dot products along the grid, a partial sum per chunk; the junk
           positions of dyl are zero, so they add nothing.
 
+Convs sharing an input (conv3x3_shared_*): the U-Net's up blocks run their
+first conv and their 3x3 skip conv on the same input, the concatenation of a
+skip connection and the upsampled path. Both are one conv here, their weights
+stacked along Cout, reading one input line that the parts are copied into
+(the concatenation is never built); the backward sums both input gradients in
+that one conv. Measured in-process on the anchor U-Net (31 alternating steps,
+paired): train step 0.936x, batch-64 forward 0.944x the separate convs'.
+
 Indices are unsigned (np.uint64): with signed ones Numba tests every access
 for negative wraparound and LLVM does not vectorise the loop.
 """
@@ -228,28 +236,71 @@ def from_line(grid, R, bias, y):
     return y
 
 
+def offsets(sizes):
+    """[0, n_0, n_0 + n_1, ...]: where each of these blocks starts in their concatenation."""
+    return np.cumsum([0] + list(sizes)).tolist()
+
+
+def parts_to_lines(parts, R, xl):
+    """to_line of the channel concatenation of `parts` (B, C_k, H, W), each part
+    written into its own rows of xl (sum C_k, L): the concatenation is never built."""
+    c = offsets(a.shape[1] for a in parts)
+    for k, part in enumerate(parts):
+        to_line(part, R, xl[c[k]:c[k + 1]])
+    return xl
+
+
+def conv3x3_shared_forward_cpu(xs, ws, bs):
+    """[y_k = conv3x3(x, w_k) + b_k for each k], x = concatenate(xs, axis=1), stride 1, padding 1.
+
+    xs: parts (B, C_i, H, W) of one input; ws: weights (Cout_k, sum C_i, 3, 3); bs: (Cout_k,).
+    The convs share one input line (built from the parts, no concatenation) and
+    run as one conv with their weights stacked; each y_k is (B, Cout_k, H, W).
+    The U-Net's up blocks read their input this way in their first conv and their skip conv.
+    """
+    xs, ws = [np.ascontiguousarray(x) for x in xs], [np.ascontiguousarray(w) for w in ws]
+    B, _, H, W = xs[0].shape
+    dtype = xs[0].dtype
+    bs = [np.zeros(w.shape[0], dtype) if b is None else np.ascontiguousarray(b) for w, b in zip(ws, bs)]
+    Cin, o = sum(x.shape[1] for x in xs), offsets(w.shape[0] for w in ws)
+    R, P, L = line_geometry(B, H, W)
+    xl = parts_to_lines(xs, R, scratch("xl", (Cin, L), dtype))                  # (Cin, L)
+    w = ws[0] if len(ws) == 1 else np.concatenate(ws)                          # (sum Cout_k, Cin, 3, 3)
+    grid = conv3x3_line(xl, w, R, P, CHUNK, scratch("grid", (grid_rows(o[-1]), P), dtype))
+    return [from_line(grid[o[k]:o[k + 1]], R, b, np.empty((B, o[k + 1] - o[k], H, W), dtype))
+            for k, b in enumerate(bs)]                                         # [(B, Cout_k, H, W)]
+
+
+def conv3x3_shared_backward_cpu(dys, xs, ws, need_bias=True):
+    """(dxs, dws, dbs) of conv3x3_shared_forward_cpu: dxs split like xs (the input
+    gradient summed over the convs), dws and dbs one per conv (dbs None unless need_bias)."""
+    xs, dys = [np.ascontiguousarray(x) for x in xs], [np.ascontiguousarray(dy) for dy in dys]
+    B, _, H, W = xs[0].shape
+    dtype = xs[0].dtype
+    c, o = offsets(x.shape[1] for x in xs), offsets(w.shape[0] for w in ws)
+    R, P, L = line_geometry(B, H, W)
+    chunks = -(-P // CHUNK)
+    xl = parts_to_lines(xs, R, scratch("xl", (c[-1], L), dtype))                # (Cin, L)
+    dyl = parts_to_lines(dys, R, scratch("dyl", (o[-1], L), dtype))             # (Cout, L)
+    dw_k, db_k = conv3x3_line_weight_grad(xl, dyl, R, P, CHUNK, scratch("dw_k", (chunks, o[-1], c[-1], 9), dtype),
+                                          scratch("db_k", (chunks, o[-1]), dtype))
+    dw = dw_k.sum(axis=0).reshape(o[-1], c[-1], 3, 3)                          # (Cout, Cin, 3, 3)
+    w = ws[0] if len(ws) == 1 else np.concatenate(ws)
+    grid = conv3x3_line(dyl, flip_taps(w), R, P, CHUNK, scratch("xl", (grid_rows(c[-1]), P), dtype))  # xl is done with
+    zeros = np.zeros(c[-1], dtype)
+    dxs = [from_line(grid[c[k]:c[k + 1]], R, zeros, np.empty_like(x)) for k, x in enumerate(xs)]
+    dws = [dw[o[k]:o[k + 1]] for k in range(len(ws))]
+    db = db_k.sum(axis=0) if need_bias else None                                # (Cout,)
+    dbs = [None if db is None else db[o[k]:o[k + 1]] for k in range(len(ws))]
+    return dxs, dws, dbs
+
+
 def conv3x3_forward_cpu(x, w, bias):
     """y = conv3x3(x, w) + bias, stride 1, padding 1:  x (B, Cin, H, W) -> y (B, Cout, H, W)."""
-    B, Cin, H, W = x.shape
-    Cout = w.shape[0]
-    R, P, L = line_geometry(B, H, W)
-    xl = to_line(x, R, scratch("xl", (Cin, L), x.dtype))                    # (Cin, L)
-    grid = conv3x3_line(xl, w, R, P, CHUNK, scratch("grid", (grid_rows(Cout), P), x.dtype))   # (Cout, P)
-    return from_line(grid, R, bias, np.empty((B, Cout, H, W), x.dtype))
+    return conv3x3_shared_forward_cpu([x], [w], [bias])[0]
 
 
 def conv3x3_backward_cpu(dy, x, w, need_bias=True):
     """(dx, dw, db) of conv3x3_forward_cpu; db is None unless need_bias."""
-    B, Cin, H, W = x.shape
-    Cout = w.shape[0]
-    R, P, L = line_geometry(B, H, W)
-    chunks = -(-P // CHUNK)
-    xl = to_line(x, R, scratch("xl", (Cin, L), x.dtype))                    # (Cin, L)
-    dyl = to_line(dy, R, scratch("dyl", (Cout, L), x.dtype))                # (Cout, L)
-    dw_k, db_k = conv3x3_line_weight_grad(xl, dyl, R, P, CHUNK, scratch("dw_k", (chunks, Cout, Cin, 9), x.dtype),
-                                          scratch("db_k", (chunks, Cout), x.dtype))
-    dw = dw_k.sum(axis=0).reshape(w.shape)                                  # (Cout, Cin, 3, 3)
-    grid = conv3x3_line(dyl, flip_taps(w), R, P, CHUNK, scratch("xl", (grid_rows(Cin), P), x.dtype))  # xl is done with
-    dx = from_line(grid, R, np.zeros(Cin, x.dtype), np.empty_like(x))       # (B, Cin, H, W)
-    db = db_k.sum(axis=0) if need_bias else None                             # (Cout,)
-    return dx, dw, db
+    dxs, dws, dbs = conv3x3_shared_backward_cpu([dy], [x], [w], need_bias)
+    return dxs[0], dws[0], dbs[0]

@@ -34,6 +34,7 @@ from numba import njit, prange
 
 from . import numba_threads  # noqa: F401  (selects the threading layer first)
 from .conv3x3_cpu import conv3x3_backward_cpu, conv3x3_forward_cpu
+from .conv3x3_cpu import conv3x3_shared_backward_cpu, conv3x3_shared_forward_cpu  # noqa: F401  (dispatched)
 from .conv3x3_reference import is_3x3_same
 from .conv4x4s2_cpu import conv4x4s2_backward_cpu, conv4x4s2_forward_cpu, is_4x4_stride2
 from .conv_reference import _check_shapes, _geometry

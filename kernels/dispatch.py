@@ -18,6 +18,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from minidiff.backend import get_xp
+
 from .attention_reference import attention_backward_reference, attention_forward_reference
 from .blas_threads import kernels_mode
 from .conv_reference import conv2d_backward_reference, conv2d_forward_reference
@@ -99,7 +101,7 @@ def _kernel(module, name, arrays):
     mod = None if device is None else _module(f"{module}_{device}")
     if device == "cpu" or device is None:
         kernels_mode(mod is not None)
-    return None if mod is None else getattr(mod, f"{name}_{device}")
+    return None if mod is None else getattr(mod, f"{name}_{device}", None)
 
 
 def backend_name(x):
@@ -120,6 +122,52 @@ def conv2d_backward(dy, x, w, stride, padding, need_bias=True):
     """(dx, dw, db) of conv2d; db is None unless need_bias."""
     bwd = _kernel("conv", "conv2d_backward", [dy, x, w]) or conv2d_backward_reference
     return bwd(dy, x, w, stride, padding, need_bias)
+
+
+def _check_shared(xs, ws, bs):
+    if not xs or len(ws) != len(bs) or not ws:
+        raise ValueError("conv3x3_shared: expected one or more input parts and as many biases as weights")
+    if any(x.ndim != 4 or x.shape[:1] + x.shape[2:] != xs[0].shape[:1] + xs[0].shape[2:] for x in xs):
+        raise ValueError(f"conv3x3_shared: the input parts must be (B, C_i, H, W) with one B, H, W, "
+                         f"got {[tuple(x.shape) for x in xs]}")
+    Cin = sum(x.shape[1] for x in xs)
+    if any(w.ndim != 4 or w.shape[1:] != (Cin, 3, 3) for w in ws):
+        raise ValueError(f"conv3x3_shared: weights must be (Cout_k, {Cin}, 3, 3), got {[tuple(w.shape) for w in ws]}")
+
+
+def _concat_channels(xs):
+    return xs[0] if len(xs) == 1 else get_xp(*xs).concatenate(xs, axis=1)
+
+
+def conv3x3_shared_forward(xs, ws, bs):
+    """[y_k] = [conv3x3(x, w_k) + b_k], stride 1, padding 1, for x = concatenate(xs, axis=1):
+    several convs of one input that comes in channel parts. The Numba CPU kernel
+    reads the parts once and never builds x (conv3x3_cpu.py); other paths
+    concatenate them and run conv2d_forward per conv."""
+    _check_shared(xs, ws, bs)
+    fwd = _kernel("conv", "conv3x3_shared_forward", [*xs, *ws, *bs])
+    if fwd is not None:
+        return fwd(xs, ws, bs)
+    x = _concat_channels(xs)                                       # (B, sum C_i, H, W)
+    return [conv2d_forward(x, w, b, (1, 1), (1, 1)) for w, b in zip(ws, bs)]
+
+
+def conv3x3_shared_backward(dys, xs, ws, need_bias=True):
+    """(dxs, dws, dbs) of conv3x3_shared_forward: dx = the sum of the convs' input
+    gradients, split like xs; one dw and db per conv (db None unless need_bias)."""
+    _check_shared(xs, ws, dys)
+    bwd = _kernel("conv", "conv3x3_shared_backward", [*dys, *xs, *ws])
+    if bwd is not None:
+        return bwd(dys, xs, ws, need_bias)
+    x = _concat_channels(xs)
+    dx, dws, dbs = None, [], []
+    for dy, w in zip(dys, ws):
+        dx_k, dw, db = conv2d_backward(dy, x, w, (1, 1), (1, 1), need_bias)
+        dx = dx_k if dx is None else dx + dx_k                     # (B, sum C_i, H, W)
+        dws.append(dw)
+        dbs.append(db)
+    c = np.cumsum([0] + [a.shape[1] for a in xs])
+    return [dx[:, c[k]:c[k + 1]] for k in range(len(xs))], dws, dbs
 
 
 def upsample_conv3x3_forward(x, w, b):

@@ -55,7 +55,7 @@ import numpy as np
 from . import kernels
 from .diffusion import GaussianDiffusion
 from .models import MLP, UNet
-from .nn import Conv2d, Dense, MultiheadAttention, UpsampleConv
+from .nn import Conv2d, Dense, MultiheadAttention, ResBlock, UpsampleConv
 from .optim import Adam
 
 TORCH_THREADS = 2
@@ -113,9 +113,15 @@ def forward_flops(model):
     """
     layers = [layer for _, layer in model.named_layers()]
     inner = {id(layer.conv) for layer in layers if isinstance(layer, UpsampleConv)}  # counted by their parent
+    shared = {id(layer): layer for layer in layers if isinstance(layer, ResBlock) and layer.shared}
+    inner |= {id(conv) for blk in shared.values() for conv in (blk.in_layers.conv, blk.skip)}
     total = 0
     for layer in layers:
-        if isinstance(layer, UpsampleConv):
+        if id(layer) in shared:                      # its first conv and skip conv, run as one
+            B, _, H, W = layer.x[0].shape
+            total += sum(conv_flops((B, conv.in_channels, H, W), conv.out_channels, conv.kernel_size,
+                                    conv.stride, conv.padding) for conv in (layer.in_layers.conv, layer.skip))
+        elif isinstance(layer, UpsampleConv):
             B, C, H, W = layer.x.shape
             conv = layer.conv
             total += conv_flops((B, C, 2 * H, 2 * W), conv.out_channels, conv.kernel_size,

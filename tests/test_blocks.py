@@ -80,3 +80,32 @@ def test_upsample_conv_and_downsample():
     x = rng.standard_normal((2, 3, 6, 4))
     assert down(x).shape == (2, 5, 3, 2)
     assert_gradients(down, x, tol=1e-6)
+
+
+@pytest.mark.parametrize("skip_kernel", [3, 1])
+def test_resblock_on_input_parts_float64(skip_kernel):
+    """x given as a tuple of channel parts (the U-Net's skip concatenation) gives the
+    block's output on the concatenation, and backward returns the gradient of each part,
+    checked against central differences (a 3x3 skip runs with the first conv as one)."""
+    rng = np.random.default_rng(6)
+    block = ResBlock(5, 4, emb_dim=3, groups=2, skip_kernel=skip_kernel, rng=2, dtype=np.float64)
+    a, b = rng.standard_normal((2, 2, 5, 4)), rng.standard_normal((2, 3, 5, 4))
+    emb = rng.standard_normal((2, 3))
+    y_cat = block(np.concatenate([a, b], axis=1), emb)
+    y = block((a, b), emb)
+    np.testing.assert_allclose(y, y_cat, rtol=1e-12, atol=1e-12)
+    R = rng.standard_normal(y.shape)
+    block.zero_grad()
+    da, db = block.backward(R)
+    assert block.shared == (skip_kernel == 3)
+    assert da.shape == a.shape and db.shape == b.shape
+    for part, analytic in ((a, da), (b, db)):
+        numeric = numerical_grad(lambda: float(np.sum(block((a, b), emb) * R)), part)
+        assert rel_error(analytic, numeric) <= 1e-6
+    for name in ("in_layers.conv.weight", "in_layers.conv.bias", "skip.weight", "skip.bias"):
+        layer_name, param = name.rsplit(".", 1)
+        layer = dict(block.named_layers())[layer_name]
+        numeric = numerical_grad(lambda: float(np.sum(block((a, b), emb) * R)), layer.params[param])
+        assert rel_error(layer.grads[param], numeric) <= 1e-6, name
+    with pytest.raises(ValueError, match="sum C_i = 5"):
+        block((a, a), emb)

@@ -176,7 +176,7 @@ class UNet(Layer):
         h = self.middle_block2.forward(h, emb)                             # (B, c_L, ...)
         # up
         for l in reversed(range(L)):
-            h = xp.concatenate([skips[l], h], axis=1)                     # (B, c_l + c_{l+1}, H_l, W_l)
+            h = (skips[l], h)                     # concatenated along channels by the first block
             for blk in self._up(l):
                 h = blk.forward(h, emb)                                    # (B, c_{l+1}, H_l, W_l)
             if l > 0:
@@ -195,7 +195,7 @@ class UNet(Layer):
             for blk in reversed(self._up(l)):
                 dh = blk.backward(dh)
                 d_emb = d_emb + blk.d_emb
-            d_skips[l], dh = dh[:, :c[l]], dh[:, c[l]:]                    # undo the concat
+            d_skips[l], dh = dh                                            # the first block's two parts
         # middle
         dh = self.middle_block2.backward(dh)
         d_emb = d_emb + self.middle_block2.d_emb
@@ -208,7 +208,7 @@ class UNet(Layer):
         for l in reversed(range(L)):
             if l < L - 1:
                 dh = self.downsamples[l].backward(dh)                      # (B, c_l, H_l, W_l)
-            dh = dh + d_skips[l]                                           # h fed both paths
+            dh += d_skips[l]                                               # h fed both paths
             for blk in reversed(self._down(l)):
                 dh = blk.backward(dh)
                 d_emb = d_emb + blk.d_emb

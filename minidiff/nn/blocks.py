@@ -15,7 +15,7 @@ label embeddings.
 """
 import numpy as np
 
-from ..backend import as_rng, check_float_dtype
+from ..backend import as_rng, check_float_dtype, get_xp
 from .activations import SiLU
 from .conv import Conv2d
 from .dense import Dense
@@ -48,17 +48,24 @@ class ConvEmbed(Layer):
         self.emb_proj = Dense(emb_dim, out_ch, rng=rng, dtype=dtype)
 
     def forward(self, x, emb):
-        if emb.ndim != 2 or emb.shape[0] != x.shape[0] or emb.shape[1] != self.emb_dim:
-            raise ValueError(f"ConvEmbed: emb must be ({x.shape[0]}, {self.emb_dim}), got {tuple(emb.shape)}")
-        h = self.conv.forward(x)                                     # (B, out, H, W)
+        return self.embed(self.conv.forward(x), emb)                 # (B, out, H, W)
+
+    def backward(self, dy):
+        return self.conv.backward(self.embed_backward(dy))           # (B, in, H, W)
+
+    def embed(self, h, emb):
+        """The part after the conv: SiLU(GroupNorm(h) + Dense(SiLU(emb))), h (B, out, H, W)."""
+        if emb.ndim != 2 or emb.shape[0] != h.shape[0] or emb.shape[1] != self.emb_dim:
+            raise ValueError(f"ConvEmbed: emb must be ({h.shape[0]}, {self.emb_dim}), got {tuple(emb.shape)}")
         e = self.emb_proj.forward(self.emb_act.forward(emb))         # (B, out)
         return self.norm.forward(h, e)                               # (B, out, H, W)
 
-    def backward(self, dy):
+    def embed_backward(self, dy):
+        """d loss / d h of embed; sets self.d_emb (B, E)."""
         dh = self.norm.backward(dy)                                  # (B, out, H, W)
         de = self.norm.d_shift                                       # (B, out): summed over H, W
         self.d_emb = self.emb_act.backward(self.emb_proj.backward(de))  # (B, E)
-        return self.conv.backward(dh)                                # (B, in, H, W)
+        return dh
 
     def extra_repr(self):
         return f"{self.in_ch} => {self.out_ch}, emb={self.emb_dim}"
@@ -71,6 +78,12 @@ class ResBlock(Layer):
     skip = x, or a skip_kernel x skip_kernel
     conv (3: DenoisingDiffusion.jl, 1: the cheaper usual choice) when in_ch != out_ch.
     backward returns dx and sets `self.d_emb` (B, emb_dim).
+
+    x may also be a tuple of parts (B, C_i, H, W) whose channels add up to
+    in_ch: the U-Net's skip concatenation; backward then returns a tuple of
+    their gradients. With a 3x3 skip, it and ConvEmbed's conv both read x, so
+    they run as one conv (kernels.conv3x3_shared_forward), which on the CPU
+    kernels reads the parts in place: no concatenated copy, one pass over x.
     """
     takes_cond = True
 
@@ -87,17 +100,50 @@ class ResBlock(Layer):
                      Conv2d(in_ch, out_ch, skip_kernel, padding=skip_kernel // 2, rng=rng, dtype=dtype))
 
     def forward(self, x, emb):
-        if x.ndim != 4 or x.shape[1] != self.in_ch:
-            raise ValueError(f"ResBlock: x must be (B, {self.in_ch}, H, W), got {tuple(x.shape)}")
-        h = self.in_layers.forward(x, emb)                            # (B, out, H, W)
-        h = self.out_norm.forward(self.out_conv.forward(h))          # (B, out, H, W)
-        return h + (x if self.skip is None else self.skip.forward(x))  # (B, out, H, W)
+        from minidiff.kernels import conv3x3_shared_forward
+        self.in_parts = isinstance(x, tuple)
+        parts = self._check_parts(list(x) if self.in_parts else [x])   # [(B, C_i, H, W)]
+        self.shared = self.skip is not None and self.skip.kernel_size == (3, 3)
+        if self.shared:                                               # both convs read x: one pass
+            conv_in, skip = self.in_layers.conv, self.skip
+            h, s = conv3x3_shared_forward(parts, [conv_in.params["weight"], skip.params["weight"]],
+                                          [conv_in.params.get("bias"), skip.params.get("bias")])
+            self.x = parts
+            h = self.in_layers.embed(h, emb)                          # (B, out, H, W)
+        else:
+            x = parts[0] if len(parts) == 1 else get_xp(*parts).concatenate(parts, axis=1)
+            h = self.in_layers.forward(x, emb)                        # (B, out, H, W)
+            s = x if self.skip is None else self.skip.forward(x)      # (B, out, H, W)
+        h = self.out_norm.forward(self.out_conv.forward(h))          # (B, out, H, W), a fresh array
+        h += s
+        return h
 
     def backward(self, dy):
+        from minidiff.kernels import conv3x3_shared_backward
         dh = self.out_conv.backward(self.out_norm.backward(dy))      # (B, out, H, W)
-        dx = self.in_layers.backward(dh)                              # (B, in, H, W)
+        if self.shared:
+            dh = self.in_layers.embed_backward(dh)                    # (B, out, H, W)
+            conv_in, skip = self.in_layers.conv, self.skip
+            dxs, dws, dbs = conv3x3_shared_backward([dh, dy], self.x, [conv_in.params["weight"],
+                                                                       skip.params["weight"]])
+            conv_in.add_grads(dws[0], dbs[0] if "bias" in conv_in.params else None)
+            skip.add_grads(dws[1], dbs[1] if "bias" in skip.params else None)
+        else:
+            dx = self.in_layers.backward(dh)                          # (B, in, H, W), a fresh array
+            dx += dy if self.skip is None else self.skip.backward(dy)
+            c = np.cumsum([0] + self.part_channels)
+            dxs = [dx[:, c[k]:c[k + 1]] for k in range(len(c) - 1)]  # undo the concatenation
         self.d_emb = self.in_layers.d_emb                             # (B, E)
-        return dx + (dy if self.skip is None else self.skip.backward(dy))
+        return tuple(dxs) if self.in_parts else dxs[0]
+
+    def _check_parts(self, parts):
+        """The parts of x, checked: (B, C_i, H, W) with one B, H, W and sum C_i = in_ch."""
+        if (not parts or any(p.ndim != 4 or p.shape[:1] + p.shape[2:] != parts[0].shape[:1] + parts[0].shape[2:]
+                             for p in parts) or sum(p.shape[1] for p in parts) != self.in_ch):
+            raise ValueError(f"ResBlock: x must be (B, {self.in_ch}, H, W) or a tuple of (B, C_i, H, W) "
+                             f"with sum C_i = {self.in_ch}, got {[tuple(p.shape) for p in parts]}")
+        self.part_channels = [p.shape[1] for p in parts]
+        return parts
 
     def extra_repr(self):
         return f"{self.in_ch} => {self.out_ch}"
