@@ -16,9 +16,14 @@ index (no negative-index test) and `error_model="numpy"` (no division-by-zero
 test), so LLVM turns it into SIMD code. Two things would stop it:
   - a float sum in a loop is a chain of dependent adds unless LLVM may
     reassociate it: only the `_sum*` helpers are compiled with
-    fastmath={"reassoc"} (the rest keeps IEEE semantics);
+    fastmath={"reassoc"};
   - libm's exp is a scalar call, so sigmoid uses fast_exp.py's polynomial,
     which compiles to plain SIMD arithmetic.
+The per-group passes are compiled with fastmath={"contract"} (a * b + c may
+become one fused multiply-add, rounded once), and nothing else of fastmath:
+the polynomial's Horner steps become single instructions, which made
+the SiLU loop 1.8x faster alone (400k float32 values: 108 -> 60 us, with
+fast_exp's float32-width exponent).
 """
 import math
 
@@ -82,7 +87,7 @@ def _sum_dh_xhat(dh, x, start, n, m, r):
 # One (b, g) pair: two passes over the group's block for the statistics (mean,
 # then the squared deviations), then one pass per channel row c writing
 # y = SiLU((x - mean) * weight[c] rstd + bias[c] + shift[b, c]).
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
 def _forward_group(bg, x_f, B, C, S, G, weight, bias, shift, eps, silu, y_f, mean, rstd):
     b, g = bg // G, bg % G
     Cg = C // G
@@ -130,7 +135,7 @@ def groupnorm_silu_forward_serial(x, weight, bias, shift, G, eps, silu, y, mean,
 #   pass 2 sums dh and dh * xhat (float64) into the (b, c) partial sums and
 #          the group's sums of g = dh * weight[c] and g * xhat;
 # then pass 3 per row overwrites dx with rstd (g - mean(g) - xhat mean(g xhat)).
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
 def _backward_group(bg, dy_f, x_f, B, C, S, G, mean, rstd, weight, bias, shift, silu,
                     dx_f, dshift_part, dweight_part):
     b, g = bg // G, bg % G
