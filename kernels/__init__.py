@@ -15,6 +15,7 @@ kernel and a Numba CUDA kernel side by side (installed from the top-level
                        fused GroupNorm + per-channel shift + SiLU
     attention_reference.py  attention_cpu.py  attention_cuda.py
                        multi-head softmax(q k^T / sqrt(d)) v, one (sample, head) per loop / thread
+    adam.py  adam_cpu.py  adam_cuda.py   Adam's parameter update in one pass
     dispatch.py        which of them an array goes to
     check.py           compare any kernel with its reference (used by the tests)
     numba_threads.py   Numba's CPU threading layer (OpenMP; see there why)
@@ -31,10 +32,11 @@ from .dispatch import groupnorm_silu_backward, groupnorm_silu_forward
 from .dispatch import upsample_conv3x3_backward, upsample_conv3x3_forward
 from .dispatch import conv3x3_shared_backward, conv3x3_shared_forward
 from .dispatch import attention_backward, attention_forward
+from .dispatch import adam_step
 
 __all__ = ["conv2d_forward", "conv2d_backward", "ddpm_step", "ddim_step",
            "groupnorm_silu_forward", "groupnorm_silu_backward",
            "upsample_conv3x3_forward", "upsample_conv3x3_backward",
            "conv3x3_shared_forward", "conv3x3_shared_backward",
-           "attention_forward", "attention_backward",
+           "attention_forward", "attention_backward", "adam_step",
            "use_reference", "reference_mode", "reference_forced", "backend_name"]

@@ -15,11 +15,13 @@ variable MINIDIFF_KERNELS=reference. Numba is imported on first use only, so
 import importlib
 import os
 from contextlib import contextmanager
+from itertools import accumulate
 
 import numpy as np
 
 from minidiff.backend import get_xp
 
+from .adam import adam_step_reference
 from .attention_reference import attention_backward_reference, attention_forward_reference
 from .blas_threads import kernels_mode
 from .conv_reference import conv2d_backward_reference, conv2d_forward_reference
@@ -166,7 +168,7 @@ def conv3x3_shared_backward(dys, xs, ws, need_bias=True):
         dx = dx_k if dx is None else dx + dx_k                     # (B, sum C_i, H, W)
         dws.append(dw)
         dbs.append(db)
-    c = np.cumsum([0] + [a.shape[1] for a in xs])
+    c = list(accumulate((a.shape[1] for a in xs), initial=0))
     return [dx[:, c[k]:c[k + 1]] for k in range(len(xs))], dws, dbs
 
 
@@ -223,3 +225,9 @@ def attention_backward(d_out, qkv, P, heads, scale):
     """d_qkv (B, N, 3C) of attention_forward."""
     bwd = _kernel("attention", "attention_backward", [d_out, qkv, P]) or attention_backward_reference
     return bwd(d_out, qkv, P, heads, scale)
+
+
+def adam_step(theta, g, m, v, lr, beta1, beta2, eps, t, weight_decay=0.0, decoupled=False):
+    """One Adam (AdamW if decoupled) step in place on the flat theta, m, v (P,); see adam.py."""
+    step = _kernel("adam", "adam_step", [theta, g, m, v]) or adam_step_reference
+    return step(theta, g, m, v, lr, beta1, beta2, eps, t, weight_decay=weight_decay, decoupled=decoupled)

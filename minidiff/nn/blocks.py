@@ -13,6 +13,8 @@ d loss / d emb (B, E) in `self.d_emb` (overwritten on every backward), which
 the U-Net sums over all its blocks before back-propagating into the time and
 label embeddings.
 """
+from itertools import accumulate
+
 import numpy as np
 
 from ..backend import as_rng, check_float_dtype, get_xp
@@ -131,7 +133,7 @@ class ResBlock(Layer):
         else:
             dx = self.in_layers.backward(dh)                          # (B, in, H, W), a fresh array
             dx += dy if self.skip is None else self.skip.backward(dy)
-            c = np.cumsum([0] + self.part_channels)
+            c = list(accumulate(self.part_channels, initial=0))
             dxs = [dx[:, c[k]:c[k + 1]] for k in range(len(c) - 1)]  # undo the concatenation
         self.d_emb = self.in_layers.d_emb                             # (B, E)
         return tuple(dxs) if self.in_parts else dxs[0]

@@ -10,6 +10,9 @@ beside theta, on the same device.
            theta -= lr/(1-b1^t) * m_t / (sqrt(v_t)/sqrt(1-b2^t) + eps)   (as PyTorch)
     AdamW  Adam with decoupled weight decay: theta *= 1 - lr wd before the update
            (Loshchilov & Hutter 2019); Adam's weight_decay adds wd theta to g instead.
+
+Adam's update is one kernel pass over the vectors (minidiff.kernels.adam_step:
+Numba on the CPU and on CUDA, the plain-xp reference otherwise).
 """
 import math
 
@@ -187,26 +190,11 @@ class Adam(Optimizer):
         self.weight_decay = _check_number("weight_decay", self.weight_decay, 0.0)
 
     def step(self):
+        from minidiff.kernels import adam_step
         theta, g = self.model.flat()                     # (P,), (P,)
         self.step_count += 1
-        t = self.step_count
-        beta1, beta2 = self.betas
-        lr, wd = self.lr, self.weight_decay
-        if wd:
-            if self.decoupled:
-                theta *= 1.0 - lr * wd
-            else:
-                g = g + wd * theta                       # (P,) new array; grad untouched
-        m, v = self.m, self.v                            # (P,), (P,)
-        m *= beta1
-        m += (1.0 - beta1) * g
-        v *= beta2
-        v += (1.0 - beta2) * (g * g)
-        step_size = lr / (1.0 - beta1 ** t)
-        denom = get_xp(v).sqrt(v)                        # (P,)
-        denom /= math.sqrt(1.0 - beta2 ** t)
-        denom += self.eps
-        theta -= step_size * (m / denom)
+        adam_step(theta, g, self.m, self.v, self.lr, *self.betas, self.eps, self.step_count,
+                  self.weight_decay, self.decoupled)     # in place on theta, m, v; see kernels/adam.py
 
 
 class AdamW(Adam):
