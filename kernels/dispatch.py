@@ -79,17 +79,25 @@ def _device(a):
     return None
 
 
+_KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 def _route(arrays):
-    """'cpu' or 'cuda' when these arrays can go to the Numba kernels, else None."""
+    """'cpu' or 'cuda' when these arrays (None entries skipped) can go to the Numba
+    kernels: all on one device, all of one float dtype. Else None. (A plain loop:
+    it runs before every kernel call, ~80 times a train step.)"""
     if reference_forced():
         return None
-    arrays = [a for a in arrays if a is not None]
-    device = _device(arrays[0])
-    if device is None or any(_device(a) != device for a in arrays):
-        return None
-    dt = arrays[0].dtype
-    if dt not in (np.float32, np.float64) or any(a.dtype != dt for a in arrays):
-        return None
+    device = dt = None
+    for a in arrays:
+        if a is None:
+            continue
+        if device is None:
+            device, dt = _device(a), a.dtype
+            if device is None or dt not in _KERNEL_DTYPES:
+                return None
+        elif a.dtype != dt or _device(a) != device:
+            return None
     return device
 
 

@@ -1,4 +1,6 @@
 """Reused work arrays for the CPU kernels (not zeroed between calls)."""
+import math
+
 import numpy as np
 
 _scratch_buffers = {}     # name -> flat array, grown on demand, reused across calls
@@ -9,7 +11,7 @@ def scratch(name, shape, dtype):
     fresh allocation of that size costs page faults on every call (measured: the
     backward GEMM into a new 14 MB array took 6 ms instead of 0.6 ms). Not
     thread-safe, like the workqueue threading layer itself."""
-    n = int(np.prod(shape))
+    n = math.prod(shape)                  # (np.prod costs ~5 us a call; a train step makes ~160)
     buf = _scratch_buffers.get(name)
     if buf is None or buf.dtype != dtype or buf.size < n:
         buf = _scratch_buffers[name] = np.empty(n, dtype=dtype)
