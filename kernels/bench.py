@@ -7,8 +7,10 @@ dispatcher would set it (all its threads for the reference, one thread for
 the Numba kernels; see numba_threads.py), after 0.5 s of warm-up calls. Calls
 are not interleaved: switching between the two thread pools on every call
 would time the switch (the pool that ran last keeps spinning for a while).
-Prints one line per U-Net/LeNet conv shape, the fused upsample+conv against
-Upsample then the reference conv, the attention kernel, and the sampling steps.
+Prints one line per U-Net/LeNet conv shape, the up blocks' two convs of one
+input given in parts (against concatenating, then two reference convs), the
+fused upsample+conv against Upsample then the reference conv, GroupNorm+SiLU,
+the attention kernel, the sampling steps and Adam's update.
 """
 import argparse
 
@@ -55,9 +57,10 @@ def main(argv=None):
                      "rb": lambda: conv2d_backward_reference(*b_args)}, args.repeat, kernels=False)
         t.update(medians({"nf": lambda: conv2d_forward_cpu(*f_args),
                           "nb": lambda: conv2d_backward_cpu(*b_args)}, args.repeat, kernels=True))
-        print(f"{Cin:2d}->{Cout:2d} {H:2d}x{H:<2d} k{k} s{s} p{p}   {t['rf']:7.2f} {t['nf']:6.2f} | "
-              f"{t['rb']:7.2f} {t['nb']:6.2f} | x{(t['rf'] + t['rb']) / (t['nf'] + t['nb']):.2f}")
+        _line(f"{Cin:2d}->{Cout:2d} {H:2d}x{H:<2d} k{k} s{s} p{p}", t)
+    _shared_conv_lines(rng, B, args.repeat)
     _upconv_lines(rng, B, args.repeat)
+    _groupnorm_lines(rng, B, args.repeat)
     _attention_lines(rng, B, args.repeat)
     for shape in [(B, 1, 28, 28), (B, 3, 32, 32)]:
         p_args, d_args = ddpm_case(rng, shape), ddim_case(rng, shape)
@@ -67,6 +70,70 @@ def main(argv=None):
                          args.repeat, kernels=True))
         print(f"steps {shape}: ddpm ref {t['rp']:.3f} numba {t['np']:.3f} | "
               f"ddim ref {t['rd']:.3f} numba {t['nd']:.3f}")
+    _adam_line(rng, args.repeat)
+
+
+def _line(label, t):
+    """One table line from the reference / Numba forward and backward medians."""
+    print(f"{label:25s} {t['rf']:7.2f} {t['nf']:6.2f} | {t['rb']:7.2f} {t['nb']:6.2f} | "
+          f"x{(t['rf'] + t['rb']) / (t['nf'] + t['nb']):.2f}")
+
+
+def _shared_conv_lines(rng, B, repeat):
+    """An up block's first conv and 3x3 skip conv on (skip, h): conv3x3_shared_* against
+    concatenating the parts and running the two reference convs."""
+    from .conv3x3_cpu import conv3x3_shared_backward_cpu, conv3x3_shared_forward_cpu
+    for c_skip, c_h, Cout, H in [(32, 48, 48, 7), (16, 32, 32, 14), (16, 16, 16, 28)]:
+        xs = [rng.standard_normal((B, c, H, H)).astype(np.float32) for c in (c_skip, c_h)]
+        ws = [rng.standard_normal((Cout, c_skip + c_h, 3, 3)).astype(np.float32) for _ in range(2)]
+        bs = [rng.standard_normal(Cout).astype(np.float32) for _ in range(2)]
+        dys = [rng.standard_normal((B, Cout, H, H)).astype(np.float32) for _ in range(2)]
+
+        def ref_forward():
+            x = np.concatenate(xs, axis=1)
+            return [conv2d_forward_reference(x, w, b, 1, 1) for w, b in zip(ws, bs)]
+
+        def ref_backward():
+            x = np.concatenate(xs, axis=1)
+            grads = [conv2d_backward_reference(dy, x, w, 1, 1) for dy, w in zip(dys, ws)]
+            dx = grads[0][0] + grads[1][0]
+            return dx[:, :c_skip], dx[:, c_skip:], grads
+        t = medians({"rf": ref_forward, "rb": ref_backward}, repeat, kernels=False)
+        t.update(medians({"nf": lambda: conv3x3_shared_forward_cpu(xs, ws, bs),
+                          "nb": lambda: conv3x3_shared_backward_cpu(dys, xs, ws)}, repeat, kernels=True))
+        _line(f"2 convs ({c_skip}+{c_h})->{Cout} {H}x{H}", t)
+
+
+def _groupnorm_lines(rng, B, repeat):
+    """GroupNorm(8) + shift + SiLU at the U-Net's sizes: reference against groupnorm_cpu.py."""
+    from .groupnorm_cpu import groupnorm_silu_backward_cpu, groupnorm_silu_forward_cpu
+    from .groupnorm_reference import groupnorm_silu_backward_reference, groupnorm_silu_forward_reference
+    for C, H in [(16, 28), (32, 14), (48, 7)]:
+        x = rng.standard_normal((B, C, H, H)).astype(np.float32)
+        dy = rng.standard_normal(x.shape).astype(np.float32)
+        w, b = rng.uniform(0.5, 1.5, C).astype(np.float32), rng.standard_normal(C).astype(np.float32)
+        shift = rng.standard_normal((B, C)).astype(np.float32)
+        _, mean, rstd = groupnorm_silu_forward_reference(x, w, b, shift, 8, 1e-5)
+        t = medians({"rf": lambda: groupnorm_silu_forward_reference(x, w, b, shift, 8, 1e-5),
+                     "rb": lambda: groupnorm_silu_backward_reference(dy, x, mean, rstd, w, b, shift, 8)},
+                    repeat, kernels=False)
+        t.update(medians({"nf": lambda: groupnorm_silu_forward_cpu(x, w, b, shift, 8, 1e-5),
+                          "nb": lambda: groupnorm_silu_backward_cpu(dy, x, mean, rstd, w, b, shift, 8)},
+                         repeat, kernels=True))
+        _line(f"GroupNorm+SiLU {C:2d}x{H}x{H}", t)
+
+
+def _adam_line(rng, repeat):
+    """Adam's update on the anchor U-Net's 326,609 parameters: adam.py against adam_cpu.py."""
+    from .adam import adam_step_reference
+    from .adam_cpu import adam_step_cpu
+    P = 326_609
+    theta, g = rng.standard_normal(P).astype(np.float32), rng.standard_normal(P).astype(np.float32)
+    m, v = np.zeros(P, np.float32), np.zeros(P, np.float32)
+    args = (theta, g, m, v, 1e-4, 0.9, 0.999, 1e-8, 10)
+    t = medians({"r": lambda: adam_step_reference(*args)}, repeat, kernels=False)
+    t.update(medians({"n": lambda: adam_step_cpu(*args)}, repeat, kernels=True))
+    print(f"adam step P={P}: ref {t['r']:.3f} numba {t['n']:.3f}")
 
 
 def _upconv_lines(rng, B, repeat):
@@ -86,8 +153,7 @@ def _upconv_lines(rng, B, repeat):
                      "rb": ref_backward}, repeat, kernels=False)
         t.update(medians({"nf": lambda: upsample_conv3x3_forward_cpu(x, w, b),
                           "nb": lambda: upsample_conv3x3_backward_cpu(dy, x, w)}, repeat, kernels=True))
-        print(f"up2+conv {Cin:2d}->{Cout:2d} {H:2d}->{2 * H:<2d}      {t['rf']:7.2f} {t['nf']:6.2f} | "
-              f"{t['rb']:7.2f} {t['nb']:6.2f} | x{(t['rf'] + t['rb']) / (t['nf'] + t['nb']):.2f}")
+        _line(f"up2+conv {Cin:2d}->{Cout:2d} {H:2d}->{2 * H}", t)
 
 
 def _attention_lines(rng, B, repeat):
@@ -103,8 +169,7 @@ def _attention_lines(rng, B, repeat):
                  "rb": lambda: attention_backward_reference(d_out, qkv, P, heads, scale)}, repeat, kernels=False)
     t.update(medians({"nf": lambda: attention_forward_cpu(qkv, heads, scale),
                       "nb": lambda: attention_backward_cpu(d_out, qkv, P, heads, scale)}, repeat, kernels=True))
-    print(f"attention N={N} C={C} h={heads}      {t['rf']:7.2f} {t['nf']:6.2f} | "
-          f"{t['rb']:7.2f} {t['nb']:6.2f} | x{(t['rf'] + t['rb']) / (t['nf'] + t['nb']):.2f}")
+    _line(f"attention N={N} C={C} h={heads}", t)
 
 
 if __name__ == "__main__":
