@@ -35,6 +35,17 @@ def adam_scalars(lr, beta1, beta2, t):
     return lr / (1.0 - beta1 ** t), math.sqrt(1.0 - beta2 ** t)
 
 
+def kernel_scalars(dtype, lr, beta1, beta2, eps, t, weight_decay, decoupled):
+    """The scalar arguments of the Numba kernels, in the vectors' dtype:
+    (step_size, bias2, beta1, beta2, 1 - beta1, 1 - beta2, eps, wd, decay, l2) with
+    decay = 1 - lr wd for AdamW (else 1) and l2 True for Adam's L2 weight decay."""
+    step_size, bias2 = adam_scalars(lr, beta1, beta2, t)
+    T = dtype.type
+    decay = 1.0 - lr * weight_decay if (weight_decay and decoupled) else 1.0
+    return (T(step_size), T(bias2), T(beta1), T(beta2), T(1.0 - beta1), T(1.0 - beta2),
+            T(eps), T(weight_decay), T(decay), bool(weight_decay and not decoupled))
+
+
 def adam_step_reference(theta, g, m, v, lr, beta1, beta2, eps, t, weight_decay=0.0, decoupled=False):
     """One Adam (decoupled=False) or AdamW (True) step, in place on theta, m, v; returns theta."""
     check_adam_args(theta, g, m, v)

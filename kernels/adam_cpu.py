@@ -3,7 +3,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import numba_threads  # noqa: F401  (selects the threading layer first)
-from .adam import adam_scalars, check_adam_args
+from .adam import check_adam_args, kernel_scalars
 
 CHUNK = 1 << 14          # parameters per prange iteration (64 KB of float32 per vector)
 
@@ -30,9 +30,5 @@ def adam_kernel(theta, g, m, v, step_size, bias2, beta1, beta2, c1, c2, eps, wd,
 def adam_step_cpu(theta, g, m, v, lr, beta1, beta2, eps, t, weight_decay=0.0, decoupled=False):
     """One Adam / AdamW step in place on theta, m, v (one pass); returns theta."""
     check_adam_args(theta, g, m, v)
-    step_size, bias2 = adam_scalars(lr, beta1, beta2, t)
-    T = theta.dtype.type
-    decay = 1.0 - lr * weight_decay if (weight_decay and decoupled) else 1.0
-    adam_kernel(theta, g, m, v, T(step_size), T(bias2), T(beta1), T(beta2), T(1.0 - beta1), T(1.0 - beta2),
-                T(eps), T(weight_decay), T(decay), bool(weight_decay and not decoupled))
+    adam_kernel(theta, g, m, v, *kernel_scalars(theta.dtype, lr, beta1, beta2, eps, t, weight_decay, decoupled))
     return theta

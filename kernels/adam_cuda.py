@@ -7,7 +7,7 @@ import math
 
 from numba import cuda
 
-from .adam import adam_scalars, check_adam_args
+from .adam import check_adam_args, kernel_scalars
 from .conv_cuda import TPB, as_kernel_arg, blocks_for
 
 
@@ -30,11 +30,7 @@ def adam_kernel(theta, g, m, v, step_size, bias2, beta1, beta2, c1, c2, eps, wd,
 def adam_step_cuda(theta, g, m, v, lr, beta1, beta2, eps, t, weight_decay=0.0, decoupled=False):
     """One Adam / AdamW step in place on theta, m, v (one kernel launch); returns theta."""
     check_adam_args(theta, g, m, v)
-    step_size, bias2 = adam_scalars(lr, beta1, beta2, t)
-    T = theta.dtype.type
-    decay = 1.0 - lr * weight_decay if (weight_decay and decoupled) else 1.0
-    args = [as_kernel_arg(a) for a in (theta, g, m, v)]
     adam_kernel[blocks_for(theta.shape[0]), TPB](
-        *args, T(step_size), T(bias2), T(beta1), T(beta2), T(1.0 - beta1), T(1.0 - beta2),
-        T(eps), T(weight_decay), T(decay), bool(weight_decay and not decoupled))
+        *(as_kernel_arg(a) for a in (theta, g, m, v)),
+        *kernel_scalars(theta.dtype, lr, beta1, beta2, eps, t, weight_decay, decoupled))
     return theta
