@@ -96,7 +96,6 @@ def line_geometry(B, H, W):
 def to_line(x, R, xl):
     """xl[c, R + 1 + (b*(H+1) + h)*R + w] = x[b, c, h, w], zero elsewhere: (B, C, H, W) -> (C, L)."""
     B, C, H, W = x.shape
-    L = xl.shape[1]
     head, size = R + 1, (H + 1) * R                # zeros before image 0; one image's stretch
     for cb in prange(C * B):
         c, b = cb // B, cb % B

@@ -107,7 +107,8 @@ def conv_flops(x_shape, out_channels, kernel_size, stride, padding):
 def forward_flops(model):
     """FLOPs of the last forward of `model`, from the inputs its layers kept.
 
-    Conv2d and Dense count their GEMMs; attention adds q k^T and P v. An
+    Conv2d and Dense count their GEMMs (a ResBlock's first conv and skip conv
+    also when they ran as one); attention adds q k^T and P v. An
     UpsampleConv counts its conv on the upsampled image, as PyTorch computes it,
     also when minidiff's fused kernel does 2.25x fewer multiply-adds there.
     """
@@ -533,7 +534,7 @@ def main(argv=None):
 
     bt = import_torch()
     gemm = {n: gemm_gflops(n) for n in (1024, 2048)}
-    print(f"GEMM ceiling, np.matmul float32 (NumPy's BLAS at its default threads): "
+    print("GEMM ceiling, np.matmul float32 (NumPy's BLAS at its default threads): "
           + ", ".join(f"{n}x{n} {g:.1f} GFLOP/s" for n, g in gemm.items()))
     torch_gemm = None
     if bt is not None:

@@ -7,7 +7,7 @@ import pytest
 h5py = pytest.importorskip("h5py")
 
 import minidiff.checkpoint as ckpt  # noqa: E402
-from minidiff.checkpoint import CheckpointError, load_checkpoint, save_checkpoint  # noqa: E402
+from minidiff.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from minidiff.models import MLP  # noqa: E402
 from minidiff.optim import EMA, SGD, Adam  # noqa: E402
 

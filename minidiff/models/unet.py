@@ -152,7 +152,7 @@ class UNet(Layer):
     def forward(self, x, t, labels=None):
         xp = get_xp(x)
         t, labels = self._check_inputs(x, t, labels)
-        L, c = self.levels, self.channels
+        L = self.levels
         # conditioning
         emb = self.time_embed.forward(t)                                   # (B, E)
         if self.label_embed is not None:
@@ -184,7 +184,7 @@ class UNet(Layer):
         return self.final_conv.forward(h)                                  # (B, in, H, W)
 
     def backward(self, d_out):
-        L, c = self.levels, self.channels
+        L = self.levels
         d_emb = 0.0                                                        # becomes (B, E)
         # up, read backwards: level 0 first
         dh = self.final_conv.backward(d_out)                               # (B, c_1, H, W)
