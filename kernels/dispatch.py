@@ -15,11 +15,10 @@ variable MINIDIFF_KERNELS=reference. Numba is imported on first use only, so
 import importlib
 import os
 from contextlib import contextmanager
-from itertools import accumulate
 
 import numpy as np
 
-from minidiff.backend import get_xp
+from minidiff.backend import concat_channels, split_channels
 
 from .adam import adam_step_reference
 from .attention_reference import attention_backward_reference, attention_forward_reference
@@ -134,9 +133,11 @@ def conv2d_backward(dy, x, w, stride, padding, need_bias=True):
     return bwd(dy, x, w, stride, padding, need_bias)
 
 
-def _check_shared(xs, ws, bs):
-    if not xs or len(ws) != len(bs) or not ws:
-        raise ValueError("conv3x3_shared: expected one or more input parts and as many biases as weights")
+def _check_shared(xs, ws, per_conv, name):
+    """ValueError unless the parts, the weights and `per_conv` (named `name`: one per weight) fit together."""
+    if not xs or not ws or len(ws) != len(per_conv):
+        raise ValueError(f"conv3x3_shared: expected one or more input parts and weights, "
+                         f"and as many {name} as weights")
     if any(x.ndim != 4 or x.shape[:1] + x.shape[2:] != xs[0].shape[:1] + xs[0].shape[2:] for x in xs):
         raise ValueError(f"conv3x3_shared: the input parts must be (B, C_i, H, W) with one B, H, W, "
                          f"got {[tuple(x.shape) for x in xs]}")
@@ -145,39 +146,34 @@ def _check_shared(xs, ws, bs):
         raise ValueError(f"conv3x3_shared: weights must be (Cout_k, {Cin}, 3, 3), got {[tuple(w.shape) for w in ws]}")
 
 
-def _concat_channels(xs):
-    return xs[0] if len(xs) == 1 else get_xp(*xs).concatenate(xs, axis=1)
-
-
 def conv3x3_shared_forward(xs, ws, bs):
     """[y_k] = [conv3x3(x, w_k) + b_k], stride 1, padding 1, for x = concatenate(xs, axis=1):
     several convs of one input that comes in channel parts. The Numba CPU kernel
     reads the parts once and never builds x (conv3x3_cpu.py); other paths
     concatenate them and run conv2d_forward per conv."""
-    _check_shared(xs, ws, bs)
+    _check_shared(xs, ws, bs, "biases")
     fwd = _kernel("conv", "conv3x3_shared_forward", [*xs, *ws, *bs])
     if fwd is not None:
         return fwd(xs, ws, bs)
-    x = _concat_channels(xs)                                       # (B, sum C_i, H, W)
+    x = concat_channels(xs)                                        # (B, sum C_i, H, W)
     return [conv2d_forward(x, w, b, (1, 1), (1, 1)) for w, b in zip(ws, bs)]
 
 
 def conv3x3_shared_backward(dys, xs, ws, need_bias=True):
     """(dxs, dws, dbs) of conv3x3_shared_forward: dx = the sum of the convs' input
     gradients, split like xs; one dw and db per conv (db None unless need_bias)."""
-    _check_shared(xs, ws, dys)
+    _check_shared(xs, ws, dys, "output gradients")
     bwd = _kernel("conv", "conv3x3_shared_backward", [*dys, *xs, *ws])
     if bwd is not None:
         return bwd(dys, xs, ws, need_bias)
-    x = _concat_channels(xs)
+    x = concat_channels(xs)
     dx, dws, dbs = None, [], []
     for dy, w in zip(dys, ws):
         dx_k, dw, db = conv2d_backward(dy, x, w, (1, 1), (1, 1), need_bias)
         dx = dx_k if dx is None else dx + dx_k                     # (B, sum C_i, H, W)
         dws.append(dw)
         dbs.append(db)
-    c = list(accumulate((a.shape[1] for a in xs), initial=0))
-    return [dx[:, c[k]:c[k + 1]] for k in range(len(xs))], dws, dbs
+    return split_channels(dx, [a.shape[1] for a in xs]), dws, dbs
 
 
 def upsample_conv3x3_forward(x, w, b):

@@ -13,11 +13,9 @@ d loss / d emb (B, E) in `self.d_emb` (overwritten on every backward), which
 the U-Net sums over all its blocks before back-propagating into the time and
 label embeddings.
 """
-from itertools import accumulate
-
 import numpy as np
 
-from ..backend import as_rng, check_float_dtype, get_xp
+from ..backend import as_rng, check_float_dtype, concat_channels, split_channels
 from .activations import SiLU
 from .conv import Conv2d
 from .dense import Dense
@@ -105,6 +103,7 @@ class ResBlock(Layer):
         from minidiff.kernels import conv3x3_shared_forward
         self.in_parts = isinstance(x, tuple)
         parts = self._check_parts(list(x) if self.in_parts else [x])   # [(B, C_i, H, W)]
+        self.part_channels = [p.shape[1] for p in parts]
         self.shared = self.skip is not None and self.skip.kernel_size == (3, 3)
         if self.shared:                                               # both convs read x: one pass
             conv_in, skip = self.in_layers.conv, self.skip
@@ -113,7 +112,7 @@ class ResBlock(Layer):
             self.x = parts
             h = self.in_layers.embed(h, emb)                          # (B, out, H, W)
         else:
-            x = parts[0] if len(parts) == 1 else get_xp(*parts).concatenate(parts, axis=1)
+            x = concat_channels(parts)                                # (B, in, H, W)
             h = self.in_layers.forward(x, emb)                        # (B, out, H, W)
             s = x if self.skip is None else self.skip.forward(x)      # (B, out, H, W)
         h = self.out_norm.forward(self.out_conv.forward(h))          # (B, out, H, W), a fresh array
@@ -133,8 +132,7 @@ class ResBlock(Layer):
         else:
             dx = self.in_layers.backward(dh)                          # (B, in, H, W), a fresh array
             dx += dy if self.skip is None else self.skip.backward(dy)
-            c = list(accumulate(self.part_channels, initial=0))
-            dxs = [dx[:, c[k]:c[k + 1]] for k in range(len(c) - 1)]  # undo the concatenation
+            dxs = split_channels(dx, self.part_channels)              # undo the concatenation
         self.d_emb = self.in_layers.d_emb                             # (B, E)
         return tuple(dxs) if self.in_parts else dxs[0]
 
@@ -144,7 +142,6 @@ class ResBlock(Layer):
                              for p in parts) or sum(p.shape[1] for p in parts) != self.in_ch):
             raise ValueError(f"ResBlock: x must be (B, {self.in_ch}, H, W) or a tuple of (B, C_i, H, W) "
                              f"with sum C_i = {self.in_ch}, got {[tuple(p.shape) for p in parts]}")
-        self.part_channels = [p.shape[1] for p in parts]
         return parts
 
     def extra_repr(self):
