@@ -438,6 +438,132 @@ def format_table(rows):
 
 
 # --- where the time goes --------------------------------------------------------------
+# The U-Net forward's convolutions one at a time (--conv-shapes): which shapes
+# decide the forward's ratio against PyTorch.
+CONV_OPS = ("conv2d_forward", "conv3x3_shared_forward", "upsample_conv3x3_forward")
+
+
+def _conv_spec(op, args):
+    """A hashable description of one conv kernel call, batch left out."""
+    if op == "conv2d_forward":
+        x, w, _, stride, padding = args
+        return op, (tuple(x.shape[1:]), tuple(w.shape), tuple(stride), tuple(padding))
+    if op == "conv3x3_shared_forward":
+        xs, ws, _ = args
+        return op, (tuple(x.shape[1] for x in xs), tuple(xs[0].shape[2:]), tuple(tuple(w.shape) for w in ws))
+    x, w, _ = args
+    return op, (tuple(x.shape[1:]), tuple(w.shape))
+
+
+def unet_conv_calls(model, sample_shape):
+    """{(op, spec): calls} of one batch-1 forward of `model`: every conv kernel call
+    (the ops in CONV_OPS, as the layers call them through minidiff.kernels)."""
+    counts, saved = {}, {op: getattr(kernels, op) for op in CONV_OPS}
+
+    def recorder(op):
+        def call(*args):
+            key = _conv_spec(op, args)
+            counts[key] = counts.get(key, 0) + 1
+            return saved[op](*args)
+        return call
+    try:
+        for op in CONV_OPS:
+            setattr(kernels, op, recorder(op))
+        model.forward(np.zeros((1,) + tuple(sample_shape), model.dtype), np.zeros(1, np.int64))
+    finally:
+        for op, fn in saved.items():
+            setattr(kernels, op, fn)
+    return counts
+
+
+def conv_spec_arrays(op, spec, batch, rng):
+    """Random float32 arguments of minidiff.kernels.<op> for `spec` at `batch` (a list)."""
+    def arr(*shape):
+        return rng.standard_normal(shape).astype(np.float32)
+    if op == "conv2d_forward":
+        (C, H, W), wshape, stride, padding = spec
+        return [arr(batch, C, H, W), arr(*wshape), arr(wshape[0]), stride, padding]
+    if op == "conv3x3_shared_forward":
+        parts, (H, W), wshapes = spec
+        return [[arr(batch, c, H, W) for c in parts], [arr(*s) for s in wshapes], [arr(s[0]) for s in wshapes]]
+    (C, H, W), wshape = spec
+    return [arr(batch, C, H, W), arr(*wshape), arr(wshape[0])]
+
+
+def conv_spec_flops(op, spec, batch):
+    """FLOPs of one call at `batch`; the upsample conv counted on the upsampled image."""
+    if op == "conv2d_forward":
+        (C, H, W), wshape, stride, padding = spec
+        return conv_flops((batch, C, H, W), wshape[0], wshape[2:], stride, padding)
+    if op == "conv3x3_shared_forward":
+        parts, (H, W), wshapes = spec
+        return sum(conv_flops((batch, sum(parts), H, W), s[0], (3, 3), (1, 1), (1, 1)) for s in wshapes)
+    (C, H, W), wshape = spec
+    return conv_flops((batch, C, 2 * H, 2 * W), wshape[0], (3, 3), (1, 1), (1, 1))
+
+
+def describe_conv_spec(op, spec):
+    """e.g. '3x3 16->16 @28', '3x3 (32+48)->48+48 @7', 'up+3x3 48->32 @7->14'."""
+    if op == "conv2d_forward":
+        (C, H, _), (Co, _, kh, kw), (s, _), _ = spec
+        return f"{kh}x{kw}{' s%d' % s if s != 1 else ''} {C}->{Co} @{H}"
+    if op == "conv3x3_shared_forward":
+        parts, (H, _), wshapes = spec
+        return f"3x3 ({'+'.join(map(str, parts))})->{'+'.join(str(s[0]) for s in wshapes)} @{H}"
+    (C, H, _), (Co, *_) = spec
+    return f"up+3x3 {C}->{Co} @{H}->{2 * H}"
+
+
+def conv_shape_rows(bt, batch=64, repeats=25, model=None, size=28):
+    """One row per distinct conv of a U-Net's forward on size x size images (the
+    anchor U-Net by default): minidiff's kernel
+    (minidiff.kernels.<op>, the default path) and the same conv in torch (bt, or
+    None) at `batch`, their calls alternating; medians, and the median of the
+    per-pair ratios ('paired', robust to slow spells that hit both)."""
+    model = model or UNet(**ANCHOR)
+    rng = np.random.default_rng(0)
+    rows = []
+    for (op, spec), calls in unet_conv_calls(model, (model.in_channels, size, size)).items():
+        args = conv_spec_arrays(op, spec, batch, rng)
+        fns = [lambda op=op, args=args: getattr(kernels, op)(*args)]
+        if bt is not None:
+            fns.append(bt.conv_op_step(op, args))
+        for fn in fns:
+            call_samples(fn, 1, warmup=1, warmup_s=0.1)
+        times = [[] for _ in fns]
+        for _ in range(repeats):
+            for t, fn in zip(times, fns):
+                t.append(_timed(fn))
+        ours = float(np.median(times[0]))
+        theirs = float(np.median(times[1])) if bt is not None else None
+        flop = conv_spec_flops(op, spec, batch)
+        rows.append({"conv": describe_conv_spec(op, spec), "op": op, "calls_per_forward": calls,
+                     "minidiff_s": ours, "torch_s": theirs,
+                     "ratio_vs_torch": None if theirs is None else ours / theirs,
+                     "paired_ratio": None if theirs is None else
+                     float(np.median(np.array(times[0]) / np.array(times[1]))),
+                     "gflops": flop / ours / 1e9, "torch_gflops": None if theirs is None else flop / theirs / 1e9})
+    return rows
+
+
+def format_conv_shape_table(rows, batch):
+    head = ("conv (U-Net forward)", "calls", "ours ms", "torch ms", "ours/torch", "paired",
+            "GFLOP/s", "torch GFLOP/s")
+    lines = [head]
+    for r in rows:
+        lines.append((r["conv"], str(r["calls_per_forward"]), _fmt(r["minidiff_s"], 1e3, 2), _fmt(r["torch_s"], 1e3, 2),
+                      _fmt(r["ratio_vs_torch"], digits=2), _fmt(r["paired_ratio"], digits=2), _fmt(r["gflops"], digits=0),
+                      _fmt(r["torch_gflops"], digits=0)))
+    ours = sum(r["calls_per_forward"] * r["minidiff_s"] for r in rows)
+    have_torch = all(r["torch_s"] is not None for r in rows)
+    theirs = sum(r["calls_per_forward"] * r["torch_s"] for r in rows) if have_torch else None
+    lines.append((f"all, x calls (batch {batch})", str(sum(r["calls_per_forward"] for r in rows)), _fmt(ours, 1e3, 1),
+                  _fmt(theirs, 1e3, 1), _fmt(None if theirs is None else ours / theirs, digits=2), "", "", ""))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
+                     for line in lines)
+
+
 def layer_times(model, step, repeats=3):
     """Exclusive seconds per call of step() by (layer type, 'forward' | 'backward').
 
@@ -511,6 +637,8 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="3 repeats, one round and no memory subprocesses")
     p.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
     p.add_argument("--profile", action="store_true", help="only profile the U-Net train step by layer type")
+    p.add_argument("--conv-shapes", action="store_true",
+                   help="only time the U-Net forward's convs one by one at batch 64, against torch")
     p.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
@@ -520,6 +648,14 @@ def main(argv=None):
         return 0
     if args.profile:
         profile_unet_train_step()
+        return 0
+    if args.conv_shapes:
+        rows = conv_shape_rows(import_torch(), repeats=args.repeats or 25)
+        print(format_conv_shape_table(rows, 64))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(rows, f, indent=1)
+            print(f"wrote {args.json}")
         return 0
     names = [n.strip() for n in args.cases.split(",") if n.strip()]
     unknown = [n for n in names if n not in CASES]

@@ -335,6 +335,32 @@ def _define(torch, F, nn):
         return x
 
 
+    def conv_op_step(op, args):
+        """A no-grad closure computing in torch what minidiff.kernels.<op>(*args) computes
+        (op from minidiff.bench.CONV_OPS): conv2d; convs sharing a channel-split input,
+        as one conv of the concatenation with the weights stacked; nearest x2 upsampling
+        then a 3x3 conv."""
+        t = lambda a: torch.from_numpy(np.ascontiguousarray(a))
+        if op == "conv2d_forward":
+            x, w, b, stride, padding = args
+            x, w, b = t(x), t(w), t(b)
+            run = lambda: F.conv2d(x, w, b, stride=stride, padding=padding)
+        elif op == "conv3x3_shared_forward":
+            xs, ws, bs = args
+            x, w, b = torch.cat([t(a) for a in xs], 1), torch.cat([t(a) for a in ws]), torch.cat([t(a) for a in bs])
+            run = lambda: F.conv2d(x, w, b, padding=1)
+        elif op == "upsample_conv3x3_forward":
+            x, w, b = (t(a) for a in args)
+            run = lambda: F.conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), w, b, padding=1)
+        else:
+            raise ValueError(f"conv_op_step: op must be a conv kernel name, got {op!r}")
+
+        def step():
+            with torch.no_grad():
+                return run()
+        return step
+
+
     def conv_step(md_conv, x, dy):
         """A closure running nn.Conv2d forward and backward (dx, dw, db), shapes of md_conv."""
         conv = _conv(md_conv)

@@ -109,3 +109,78 @@ def test_unknown_case_is_rejected():
         bench.build_case("no_such_case")
     with pytest.raises(SystemExit):
         bench.main(["--cases", "no_such_case"])
+
+
+# --- --conv-shapes: the U-Net forward's convs one by one ---------------------------------
+def _tiny_unet():
+    return UNet(1, 8, 10, channel_multipliers=(1, 2), groups=4)
+
+
+def _non_conv_flops(model):
+    """FLOPs of the last forward's Dense layers and attention, counted from the layers."""
+    from minidiff.nn import Dense, MultiheadAttention
+    total = 0
+    for _, layer in model.named_layers():
+        if isinstance(layer, Dense):
+            total += 2 * (layer.x.size // layer.in_features) * layer.in_features * layer.out_features
+        elif isinstance(layer, MultiheadAttention):
+            B, h, N, _ = layer.P.shape
+            total += 4 * B * h * N * N * layer.head_dim
+    return total
+
+
+def test_unet_conv_calls_see_every_conv_of_the_forward():
+    from minidiff.nn import Conv2d, ResBlock, UpsampleConv
+    model = _tiny_unet()
+    calls = bench.unet_conv_calls(model, (1, 8, 8))
+    assert set(op for op, _ in calls) <= set(bench.CONV_OPS)
+    layers = [layer for _, layer in model.named_layers()]
+    n_conv = sum(isinstance(layer, Conv2d) for layer in layers)
+    n_shared = sum(isinstance(layer, ResBlock) and layer.shared for layer in layers)
+    n_up = [layer for layer in layers if isinstance(layer, UpsampleConv)]
+    unfused = sum(not layer.fused for layer in n_up)         # the reference path calls both ops
+    assert sum(calls.values()) == n_conv - n_shared + unfused
+    # the recorded shapes give the model's conv FLOPs: the forward's FLOPs but Dense and attention
+    # (unfused, the upsample op returned None and its conv was recorded as a conv2d_forward call)
+    conv = sum(n * bench.conv_spec_flops(op, spec, 1) for (op, spec), n in calls.items()
+               if not (unfused and op == "upsample_conv3x3_forward"))
+    assert conv == bench.forward_flops(model) - _non_conv_flops(model)     # layers kept the batch-1 forward
+    assert all(bench.kernels.__dict__[op].__module__.endswith("dispatch") for op in bench.CONV_OPS)  # restored
+
+
+def test_conv_op_step_computes_what_minidiff_computes():
+    pytest.importorskip("torch")
+    bt = bench_torch.load()
+    rng = np.random.default_rng(3)
+    for (op, spec) in bench.unet_conv_calls(_tiny_unet(), (1, 8, 8)):
+        args = bench.conv_spec_arrays(op, spec, 2, rng)
+        ours = getattr(bench.kernels, op)(*args)
+        if op == "upsample_conv3x3_forward" and ours is None:          # reference path: no fused op
+            continue
+        if op == "conv3x3_shared_forward":
+            ours = np.concatenate(ours, axis=1)
+        theirs = bt.conv_op_step(op, args)().numpy()
+        assert theirs.shape == ours.shape
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4 * np.abs(theirs).max())
+    with pytest.raises(ValueError, match="op must be"):
+        bt.conv_op_step("conv9x9", [])
+
+
+def test_conv_shape_rows_and_table():
+    rows = bench.conv_shape_rows(None, batch=2, repeats=1, model=_tiny_unet(), size=8)
+    assert rows and all(r["minidiff_s"] > 0 and r["torch_s"] is None and r["ratio_vs_torch"] is None for r in rows)
+    assert all(r["calls_per_forward"] >= 1 and r["gflops"] > 0 for r in rows)
+    assert len({r["conv"] for r in rows}) == len(rows)                 # one row per distinct conv
+    table = bench.format_conv_shape_table(rows, 2)
+    assert table.splitlines()[-1].startswith("all, x calls (batch 2)")
+    assert len(table.splitlines()) == len(rows) + 2
+    json.dumps(rows)
+
+
+def test_conv_shape_rows_with_torch_give_ratios():
+    pytest.importorskip("torch")
+    bt = bench_torch.load()
+    rows = bench.conv_shape_rows(bt, batch=2, repeats=2, model=_tiny_unet(), size=8)
+    for r in rows:
+        assert r["ratio_vs_torch"] == pytest.approx(r["minidiff_s"] / r["torch_s"])
+        assert r["paired_ratio"] > 0
