@@ -1,6 +1,7 @@
 """python -m minidiff.bench: minidiff against the same models in PyTorch (CPU, 2 threads).
 
     python -m minidiff.bench [--cases a,b,...] [--repeats N] [--rounds K] [--json PATH] [--quick] [--profile]
+    python -m minidiff.bench --conv-shapes [--repeats N] [--json PATH]
 
 For each case, measured in this one process: the median wall time of a call
 (after warm-up; over K rounds in which the three paths take turns, N calls
@@ -30,7 +31,10 @@ each per round) of
 The torch side of unet_forward and ddim_sample_64 runs under torch.no_grad();
 minidiff's layers always keep what their backward needs. --quick: 3 repeats and
 no memory subprocesses and one round; --profile: where the U-Net train step's time goes, by
-layer type (exclusive time of every layer's forward/backward) and by function.
+layer type (exclusive time of every layer's forward/backward) and by function;
+--conv-shapes: each distinct conv of the anchor U-Net's forward alone at batch
+64 (minidiff.kernels against the same conv in torch, calls alternating, N = 25
+pairs by default), with how often the forward runs it and the weighted total.
 Missing implementations (no torch, no numba) give null. NumPy's BLAS keeps
 its default threads (OPENBLAS_* is left alone). Data are random: the timings
 do not depend on the values. The machine may be shared: the numbers are noisy.
