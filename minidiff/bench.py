@@ -448,25 +448,27 @@ CONV_OPS = ("conv2d_forward", "conv3x3_shared_forward", "upsample_conv3x3_forwar
 
 
 def _conv_spec(op, args):
-    """A hashable description of one conv kernel call, batch left out."""
+    """One conv kernel call as (parts, (H, W), weight shapes, stride, padding, upsampled),
+    batch left out: every op in CONV_OPS is one or more convs of one input whose
+    channels come in parts (upsampled x2 first for upsample_conv3x3_forward)."""
     if op == "conv2d_forward":
         x, w, _, stride, padding = args
-        return op, (tuple(x.shape[1:]), tuple(w.shape), tuple(stride), tuple(padding))
-    if op == "conv3x3_shared_forward":
-        xs, ws, _ = args
-        return op, (tuple(x.shape[1] for x in xs), tuple(xs[0].shape[2:]), tuple(tuple(w.shape) for w in ws))
-    x, w, _ = args
-    return op, (tuple(x.shape[1:]), tuple(w.shape))
+        xs, ws = [x], [w]
+    else:
+        xs, ws, _ = args if op == "conv3x3_shared_forward" else ([args[0]], [args[1]], None)
+        stride = padding = (1, 1)
+    return (tuple(x.shape[1] for x in xs), tuple(xs[0].shape[2:]), tuple(tuple(w.shape) for w in ws),
+            tuple(stride), tuple(padding), op == "upsample_conv3x3_forward")
 
 
 def unet_conv_calls(model, sample_shape):
     """{(op, spec): calls} of one batch-1 forward of `model`: every conv kernel call
-    (the ops in CONV_OPS, as the layers call them through minidiff.kernels)."""
+    (the ops in CONV_OPS, as the layers call them through minidiff.kernels; spec from _conv_spec)."""
     counts, saved = {}, {op: getattr(kernels, op) for op in CONV_OPS}
 
     def recorder(op):
         def call(*args):
-            key = _conv_spec(op, args)
+            key = (op, _conv_spec(op, args))
             counts[key] = counts.get(key, 0) + 1
             return saved[op](*args)
         return call
@@ -482,40 +484,30 @@ def unet_conv_calls(model, sample_shape):
 
 def conv_spec_arrays(op, spec, batch, rng):
     """Random float32 arguments of minidiff.kernels.<op> for `spec` at `batch` (a list)."""
-    def arr(*shape):
-        return rng.standard_normal(shape).astype(np.float32)
-    if op == "conv2d_forward":
-        (C, H, W), wshape, stride, padding = spec
-        return [arr(batch, C, H, W), arr(*wshape), arr(wshape[0]), stride, padding]
+    parts, (H, W), wshapes, stride, padding, _ = spec
+    xs = [rng.standard_normal((batch, c, H, W)).astype(np.float32) for c in parts]
+    ws = [rng.standard_normal(s).astype(np.float32) for s in wshapes]
+    bs = [rng.standard_normal(s[0]).astype(np.float32) for s in wshapes]
     if op == "conv3x3_shared_forward":
-        parts, (H, W), wshapes = spec
-        return [[arr(batch, c, H, W) for c in parts], [arr(*s) for s in wshapes], [arr(s[0]) for s in wshapes]]
-    (C, H, W), wshape = spec
-    return [arr(batch, C, H, W), arr(*wshape), arr(wshape[0])]
+        return [xs, ws, bs]
+    return [xs[0], ws[0], bs[0]] + ([stride, padding] if op == "conv2d_forward" else [])
 
 
-def conv_spec_flops(op, spec, batch):
-    """FLOPs of one call at `batch`; the upsample conv counted on the upsampled image."""
-    if op == "conv2d_forward":
-        (C, H, W), wshape, stride, padding = spec
-        return conv_flops((batch, C, H, W), wshape[0], wshape[2:], stride, padding)
-    if op == "conv3x3_shared_forward":
-        parts, (H, W), wshapes = spec
-        return sum(conv_flops((batch, sum(parts), H, W), s[0], (3, 3), (1, 1), (1, 1)) for s in wshapes)
-    (C, H, W), wshape = spec
-    return conv_flops((batch, C, 2 * H, 2 * W), wshape[0], (3, 3), (1, 1), (1, 1))
+def conv_spec_flops(spec, batch):
+    """FLOPs of one call at `batch`; an upsample conv counted on the upsampled image."""
+    parts, (H, W), wshapes, stride, padding, up = spec
+    k = 2 if up else 1
+    return sum(conv_flops((batch, sum(parts), k * H, k * W), s[0], s[2:], stride, padding) for s in wshapes)
 
 
-def describe_conv_spec(op, spec):
-    """e.g. '3x3 16->16 @28', '3x3 (32+48)->48+48 @7', 'up+3x3 48->32 @7->14'."""
-    if op == "conv2d_forward":
-        (C, H, _), (Co, _, kh, kw), (s, _), _ = spec
-        return f"{kh}x{kw}{' s%d' % s if s != 1 else ''} {C}->{Co} @{H}"
-    if op == "conv3x3_shared_forward":
-        parts, (H, _), wshapes = spec
-        return f"3x3 ({'+'.join(map(str, parts))})->{'+'.join(str(s[0]) for s in wshapes)} @{H}"
-    (C, H, _), (Co, *_) = spec
-    return f"up+3x3 {C}->{Co} @{H}->{2 * H}"
+def describe_conv_spec(spec):
+    """e.g. '3x3 16->16 @28', '4x4 s2 16->32 @14', '3x3 (32+48)->48+48 @7', 'up+3x3 48->32 @7->14'."""
+    parts, (H, _), wshapes, (s, _), _, up = spec
+    kh, kw = wshapes[0][2:]
+    cin = str(parts[0]) if len(parts) == 1 else f"({'+'.join(map(str, parts))})"
+    cout = "+".join(str(w[0]) for w in wshapes)
+    return (f"{'up+' if up else ''}{kh}x{kw}{' s%d' % s if s != 1 else ''} {cin}->{cout} "
+            f"@{H}{'->%d' % (2 * H) if up else ''}")
 
 
 def conv_shape_rows(bt, batch=64, repeats=25, model=None, size=28):
@@ -540,8 +532,8 @@ def conv_shape_rows(bt, batch=64, repeats=25, model=None, size=28):
                 t.append(_timed(fn))
         ours = float(np.median(times[0]))
         theirs = float(np.median(times[1])) if bt is not None else None
-        flop = conv_spec_flops(op, spec, batch)
-        rows.append({"conv": describe_conv_spec(op, spec), "op": op, "calls_per_forward": calls,
+        flop = conv_spec_flops(spec, batch)
+        rows.append({"conv": describe_conv_spec(spec), "op": op, "calls_per_forward": calls,
                      "minidiff_s": ours, "torch_s": theirs,
                      "ratio_vs_torch": None if theirs is None else ours / theirs,
                      "paired_ratio": None if theirs is None else
@@ -631,6 +623,14 @@ def profile_unet_train_step(repeats=3, top=15):
 
 
 # --- command line -------------------------------------------------------------------
+def _write_json(path, rows):
+    """--json: the rows as a JSON list (nothing when path is None)."""
+    if path:
+        with open(path, "w") as f:
+            json.dump(rows, f, indent=1)
+        print(f"wrote {path}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m minidiff.bench", description=__doc__.split("\n")[0])
     p.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, from {','.join(CASES)}")
@@ -656,10 +656,7 @@ def main(argv=None):
     if args.conv_shapes:
         rows = conv_shape_rows(import_torch(), repeats=args.repeats or 25)
         print(format_conv_shape_table(rows, 64))
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump(rows, f, indent=1)
-            print(f"wrote {args.json}")
+        _write_json(args.json, rows)
         return 0
     names = [n.strip() for n in args.cases.split(",") if n.strip()]
     unknown = [n for n in names if n not in CASES]
@@ -693,10 +690,7 @@ def main(argv=None):
                              gemm=max(gemm.values()), torch_gemm=torch_gemm, rounds=rounds))
         print(f"  done {name}", file=sys.stderr, flush=True)
     print(format_table(rows))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
-        print(f"wrote {args.json}")
+    _write_json(args.json, rows)
     return 0
 
 

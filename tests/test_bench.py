@@ -137,12 +137,11 @@ def test_unet_conv_calls_see_every_conv_of_the_forward():
     layers = [layer for _, layer in model.named_layers()]
     n_conv = sum(isinstance(layer, Conv2d) for layer in layers)
     n_shared = sum(isinstance(layer, ResBlock) and layer.shared for layer in layers)
-    n_up = [layer for layer in layers if isinstance(layer, UpsampleConv)]
-    unfused = sum(not layer.fused for layer in n_up)         # the reference path calls both ops
+    unfused = sum(not layer.fused for layer in layers if isinstance(layer, UpsampleConv))  # reference path: both ops
     assert sum(calls.values()) == n_conv - n_shared + unfused
     # the recorded shapes give the model's conv FLOPs: the forward's FLOPs but Dense and attention
     # (unfused, the upsample op returned None and its conv was recorded as a conv2d_forward call)
-    conv = sum(n * bench.conv_spec_flops(op, spec, 1) for (op, spec), n in calls.items()
+    conv = sum(n * bench.conv_spec_flops(spec, 1) for (op, spec), n in calls.items()
                if not (unfused and op == "upsample_conv3x3_forward"))
     assert conv == bench.forward_flops(model) - _non_conv_flops(model)     # layers kept the batch-1 forward
     assert all(bench.kernels.__dict__[op].__module__.endswith("dispatch") for op in bench.CONV_OPS)  # restored
