@@ -3,6 +3,8 @@ kernel and a Numba CUDA kernel side by side (installed from the top-level
 `kernels/` folder under the `minidiff` namespace).
 
     conv_reference.py  conv_cpu.py  conv_cuda.py        2-D convolution (im2col + GEMM)
+    lines.py           the padded-line layout of the CPU conv kernels (one image per
+                       point, or 16 images side by side: lanes)
     conv3x3_reference.py  conv3x3_cpu.py
                        direct 3x3 stride-1 convolution on padded lines (no im2col);
                        several convs of one input given in channel parts (conv3x3_shared_*)

@@ -5,43 +5,37 @@ them the im2col path (conv_cpu.py) spends as long writing and reading the
 9x larger `cols` matrix as its GEMM spends computing; these kernels read the
 input where it lies instead.
 
-Memory layout: one padded line per channel
-------------------------------------------
-All B images of channel c are stored as one flat line, row after row, each row
-followed by one zero, each image followed by one zero row of R = W + 1 values:
+Memory layout: the padded lines of lines.py
+-------------------------------------------
+Every channel of the whole batch lies on one zero-padded line on which the
+3x3 window of an output is nine values at fixed offsets from it: with one
+image per point (V = 1), grid point p = (b*(H + 1) + h)*R + w, R = W + 1,
+has its taps at p + i*R + j; with V images side by side per point (lanes),
+at p + (i*R + j)*V. So the convolution becomes, for every (output channel o,
+input channel c),
 
-    xl[c, (R + 1) + (b * (H + 1) + h) * R + w] = x[b, c, h, w]      (zeros elsewhere)
-
-The zero after row h is both its right neighbour and the left neighbour of
-row h + 1, and the zero row after image b is both its bottom and the top of
-image b + 1, so one zero serves two borders. On that line the 3x3 window of
-grid point p = (b * (H + 1) + h) * R + w is the nine values at p + i*R + j
-(i, j in 0..2): a fixed offset per tap. So the convolution becomes, for every
-(output channel o, input channel c),
-
-    y[o, p] += sum_ij w[o, c, i, j] * xl[c, p + i*R + j]       for p < P
+    y[o, p] += sum_ij w[o, c, i, j] * xl[c, p + i*row + j*col]      (row = R*V, col = V)
 
 a loop over p with nine loads and nine multiply-adds per output value and no
 index arithmetic but p: it vectorises along p (16 floats per AVX-512
-register). The output is computed on the same grid, including the zero column
-and row (junk, dropped afterwards) and a tail that rounds P up to a multiple
-of ALIGN: (H + 1)(W + 1) grid points per H*W outputs, 7% extra work at 28x28,
-15% at 14x14 and 31% at 7x7.
+register). The output is computed on the same grid, junk included (the zero
+column, and for V = 1 the zero rows and a tail rounding P up to ALIGN),
+dropped afterwards by from_lines.
 
 Why one line for the whole batch: the loop over p is then long at every size.
-With one padded plane per image (the previous layout) a 7x7 plane was a
+With one padded plane per image (an earlier layout) a 7x7 plane was a
 loop of 4 vectors per (output pair, input channel), and setting it up cost as
 much as running it; the weight gradient also summed a (B, Cout, Cin, 9)
 array. Measured in-process on the anchor U-Net (25 interleaved steps): train
 step 0.91x and forward 0.96x the per-image layout's time.
 
-Work is split into chunks of CHUNK grid points, so the two output rows a
+Work is split into chunks of CHUNK grid values, so the two output rows a
 thread accumulates stay in L1 (2 x 4 KB) while it sweeps the input channels.
 
 The backward pass reuses the same two ideas:
     dx  = the same kernel on dy in the line layout, with the weights flipped
           (i, j -> 2 - i, 2 - j) and in/out channels swapped (a transposed conv);
-    dw[o, c, i, j] = sum_p dyl[o, p + R + 1] * xl[c, p + i*R + j],
+    dw[o, c, i, j] = sum_p dyl[o, p + row + col] * xl[c, p + i*row + j*col],
           nine dot products along the grid, a partial sum per chunk; the junk
           positions of dyl are zero, so they add nothing.
 
@@ -56,17 +50,15 @@ paired): train step 0.936x, batch-64 forward 0.944x the separate convs'.
 Indices are unsigned (np.uint64): with signed ones Numba tests every access
 for negative wraparound and LLVM does not vectorise the loop.
 """
-from itertools import accumulate
-
 import numpy as np
 from numba import njit, prange
 
 from . import numba_threads  # noqa: F401  (selects the threading layer first)
 from .conv3x3_reference import flip_taps
+from .lines import from_lines, lines, offsets, parts_to_lines
 from .scratch import scratch
 
-ALIGN = 64      # grid length P is rounded up to this: LLVM's vector loop does 4 x 16 floats per trip
-CHUNK = 1024    # grid points per prange iteration (a multiple of ALIGN); measured best of 512-2048.
+CHUNK = 1024    # grid values per prange iteration (a multiple of lines.ALIGN); measured best of 512-2048.
 # It is passed to the kernels as an argument: with it compiled in as a
 # constant instead, the U-Net forward measured 12-15% slower.
 
@@ -80,67 +72,37 @@ def grid_rows(C, per_pass=2):
     return -(-C // per_pass) * per_pass
 
 
-def line_geometry(B, H, W):
-    """(R, P, L): row length, grid length (a multiple of ALIGN) and line length of a
-    3x3 conv on B images of H x W (the last tap of the last grid point reads L - 1)."""
-    R = W + 1
-    P = -(-B * (H + 1) * R // ALIGN) * ALIGN
-    return R, P, P + 2 * R + 2
-
-
-# Loop mapping: prange over (c, b); iteration (c, b) writes image b's stretch
-# of line c (its H rows, each with its zero, and its zero row), and the first
-# and last images also the zero head and tail: disjoint writes, each value
-# written once. Unsigned indices, so the row copies vectorise.
-@njit(parallel=True, cache=True)
-def to_line(x, R, xl):
-    """xl[c, R + 1 + (b*(H+1) + h)*R + w] = x[b, c, h, w], zero elsewhere: (B, C, H, W) -> (C, L)."""
-    B, C, H, W = x.shape
-    head, size = R + 1, (H + 1) * R                # zeros before image 0; one image's stretch
-    for cb in prange(C * B):
-        c, b = cb // B, cb % B
-        line = xl[c]
-        if b == 0:
-            line[:head] = 0
-        if b == B - 1:
-            line[head + B * size:] = 0
-        base = head + b * size
-        for h in range(H):
-            row, o = x[b, c, h], np.uint64(base + h * R)
-            for w in range(np.uint64(W)):
-                line[o + w] = row[w]
-            line[o + np.uint64(W)] = 0             # the zero between row h and row h + 1
-        line[base + H * R:base + size] = 0         # the zero row after image b
-    return xl
-
-
-# Loop mapping: prange over (chunk, pair of output channels); iteration (k, o)
-# owns grid points [k*CHUNK, (k+1)*CHUNK) of the rows y[o] and y[o+1]. For each
-# input channel it holds the 18 weights in registers and streams that stretch
-# of xl[c]: nine loads feed eighteen multiply-adds. The sum is written as three
-# row sums so the additions are not one long dependent chain. Iterations with
-# consecutive numbers share a chunk, so a thread re-reads it from cache.
+# Loop mapping: prange over (chunk, pair of output channels); a chunk is up
+# to `chunk` values of one of the nseg stretches. Iteration (k, o) owns chunk
+# k of the rows y[o] and y[o+1]. For each input channel it holds the 18
+# weights in registers and streams that stretch of xl[c]: nine loads feed
+# eighteen multiply-adds. The sum is written as three row sums so the
+# additions are not one long dependent chain. Iterations with consecutive
+# numbers share a chunk, so a thread re-reads it from cache.
 @njit(parallel=True, fastmath={"contract"}, cache=True)
-def conv3x3_line(xl, w, R, P, chunk, y):
-    """y[o, p] = sum_{c,i,j} w[o, c, i, j] * xl[c, p + i*R + j], p < P.
+def conv3x3_line(xl, w, row, col, nseg, seg, stride, chunk, y):
+    """y[o, p] = sum_{c,i,j} w[o, c, i, j] * xl[c, p + i*row + j*col] for p in the stretches
+    [s*stride, s*stride + seg), s < nseg (lines.Lines gives the steps and stretches).
 
     xl (Cin, L) padded lines, w (Cout, Cin, 3, 3), y (grid_rows(Cout), P) the
-    output grid; `chunk` grid points per iteration.
+    output grid; `chunk` values per iteration.
     """
     Cin = xl.shape[0]
     Cout = w.shape[0]
     pairs = (Cout + 1) // 2
     if y.shape[0] < 2 * pairs:
         raise ValueError("conv3x3_line: y needs grid_rows(Cout) rows (a spare one for odd Cout)")
-    chunks = (P + chunk - 1) // chunk
-    r1, r2 = np.uint64(R), np.uint64(2 * R)
-    u1, u2 = np.uint64(1), np.uint64(2)
+    per_seg = (seg + chunk - 1) // chunk
+    r1, r2 = np.uint64(row), np.uint64(2 * row)
+    u1, u2 = np.uint64(col), np.uint64(2 * col)
     zeros = np.zeros_like(w[0])                                   # (Cin, 3, 3)
-    for it in prange(chunks * pairs):
+    for it in prange(nseg * per_seg * pairs):
         k, o0 = it // pairs, 2 * (it % pairs)
         o1 = min(o0 + 1, Cout - 1)         # odd Cout: the last "pair" is o0 alone,
         wb = w[o1] if o1 > o0 else zeros   # and its second half sums zeros into y's spare row
-        p0, p1 = k * chunk, min((k + 1) * chunk, P)
+        s, q = k // per_seg, k % per_seg   # chunk q of stretch s
+        p0 = s * stride + q * chunk
+        p1 = s * stride + min((q + 1) * chunk, seg)
         ya, yb = y[o0], y[o0 + 1]
         ya[p0:p1] = 0
         yb[p0:p1] = 0
@@ -165,32 +127,35 @@ def conv3x3_line(xl, w, R, P, chunk, y):
     return y
 
 
-# Loop mapping: prange over (chunk, pair of output channels); iteration (k, o)
-# writes its own partial sums dw_k[k, o], dw_k[k, o+1], db_k[k, o] and
-# db_k[k, o+1] (summed over the chunks afterwards, so no two threads add into
-# one element). For each input channel: eighteen dot products over the chunk
-# in one pass, the nine shifted loads of xl[c] shared by both channels.
-# fastmath lets LLVM split each sum across vector lanes (a reassociation of
-# float sums of CHUNK terms).
+# Loop mapping: prange over (chunk, pair of output channels), the chunks of
+# conv3x3_line; iteration (k, o) writes its own partial sums dw_k[k, o],
+# dw_k[k, o+1], db_k[k, o] and db_k[k, o+1] (summed over the chunks
+# afterwards, so no two threads add into one element). For each input
+# channel: eighteen dot products over the chunk in one pass, the nine shifted
+# loads of xl[c] shared by both channels. fastmath lets LLVM split each sum
+# across vector lanes (a reassociation of float sums of `chunk` terms).
 @njit(parallel=True, fastmath=True, cache=True)
-def conv3x3_line_weight_grad(xl, dyl, R, P, chunk, dw_k, db_k):
-    """dw_k[k, o, c, i*3 + j] = sum_{p in chunk k} dyl[o, p + R + 1] * xl[c, p + i*R + j],
-    db_k[k, o] = sum_{p in chunk k} dyl[o, p + R + 1].
+def conv3x3_line_weight_grad(xl, dyl, row, col, nseg, seg, stride, chunk, dw_k, db_k):
+    """dw_k[k, o, c, i*3 + j] = sum_{p in chunk k} dyl[o, p + row + col] * xl[c, p + i*row + j*col],
+    db_k[k, o] = sum_{p in chunk k} dyl[o, p + row + col], the chunks of conv3x3_line.
 
-    xl (Cin, L), dyl (Cout, L) padded lines, dw_k (ceil(P / chunk), Cout, Cin, 9),
-    db_k (ceil(P / chunk), Cout).
+    xl (Cin, L), dyl (Cout, L) padded lines, dw_k (chunks, Cout, Cin, 9),
+    db_k (chunks, Cout) with chunks = nseg * ceil(seg / chunk).
     """
     Cin = xl.shape[0]
     Cout = dyl.shape[0]
     pairs = (Cout + 1) // 2
-    chunks = (P + chunk - 1) // chunk
-    r1, r2 = np.uint64(R), np.uint64(2 * R)
-    u1, u2, g0 = np.uint64(1), np.uint64(2), np.uint64(R + 1)   # dy[b, h, w] sits at p + R + 1
+    per_seg = (seg + chunk - 1) // chunk
+    r1, r2 = np.uint64(row), np.uint64(2 * row)
+    u1, u2 = np.uint64(col), np.uint64(2 * col)
+    g0 = np.uint64(row + col)              # dy[b, h, w] sits at its grid point + row + col
     zero = dw_k.dtype.type(0)
-    for it in prange(chunks * pairs):
+    for it in prange(nseg * per_seg * pairs):
         k, o0 = it // pairs, 2 * (it % pairs)
         o1 = min(o0 + 1, Cout - 1)         # odd Cout: the last pair computes o0 twice (same values)
-        p0, p1 = k * chunk, min((k + 1) * chunk, P)
+        s, q = k // per_seg, k % per_seg
+        p0 = s * stride + q * chunk
+        p1 = s * stride + min((q + 1) * chunk, seg)
         ga, gb = dyl[o0], dyl[o1]
         db_a = db_b = zero                 # the bias gradient: dy summed over the chunk
         for p in range(np.uint64(p0), np.uint64(p1)):
@@ -220,35 +185,9 @@ def conv3x3_line_weight_grad(xl, dyl, R, P, chunk, dw_k, db_k):
     return dw_k, db_k
 
 
-# Loop mapping: prange over (b, o) planes; each copies the H rows of W real
-# values of image b out of the grid row y[o] (dropping the junk) and adds the bias.
-# Unsigned indices, so the row copies vectorise.
-@njit(parallel=True, cache=True)
-def from_line(grid, R, bias, y):
-    """y[b, o, h, w] = grid[o, (b*(H+1) + h)*R + w] + bias[o]:  (C, P) -> (B, C, H, W)."""
-    B, C, H, W = y.shape
-    for bo in prange(B * C):
-        b, o = bo // C, bo % C
-        g, bias_o = grid[o], bias[o]
-        for h in range(H):
-            row, s = y[b, o, h], np.uint64((b * (H + 1) + h) * R)
-            for w in range(np.uint64(W)):
-                row[w] = g[s + w] + bias_o
-    return y
-
-
-def offsets(sizes):
-    """[0, n_0, n_0 + n_1, ...]: where each of these blocks starts in their concatenation."""
-    return list(accumulate(sizes, initial=0))
-
-
-def parts_to_lines(parts, R, xl):
-    """to_line of the channel concatenation of `parts` (B, C_k, H, W), each part
-    written into its own rows of xl (sum C_k, L): the concatenation is never built."""
-    c = offsets(a.shape[1] for a in parts)
-    for k, part in enumerate(parts):
-        to_line(part, R, xl[c[k]:c[k + 1]])
-    return xl
+def chunks(g):
+    """How many chunks conv3x3_line splits the stretches of geometry g into."""
+    return g.nseg * -(-g.seg // CHUNK)
 
 
 def conv3x3_shared_forward_cpu(xs, ws, bs):
@@ -264,11 +203,12 @@ def conv3x3_shared_forward_cpu(xs, ws, bs):
     dtype = xs[0].dtype
     bs = [np.zeros(w.shape[0], dtype) if b is None else np.ascontiguousarray(b) for w, b in zip(ws, bs)]
     Cin, o = sum(x.shape[1] for x in xs), offsets(w.shape[0] for w in ws)
-    R, P, L = line_geometry(B, H, W)
-    xl = parts_to_lines(xs, R, scratch("xl", (Cin, L), dtype))                  # (Cin, L)
+    g = lines(B, H, W, min(Cin, o[-1]))
+    xl = parts_to_lines(xs, g, scratch("xl", (Cin, g.L), dtype))                # (Cin, L)
     w = ws[0] if len(ws) == 1 else np.concatenate(ws)                          # (sum Cout_k, Cin, 3, 3)
-    grid = conv3x3_line(xl, w, R, P, CHUNK, scratch("grid", (grid_rows(o[-1]), P), dtype))
-    return [from_line(grid[o[k]:o[k + 1]], R, b, np.empty((B, o[k + 1] - o[k], H, W), dtype))
+    grid = conv3x3_line(xl, w, g.row, g.col, g.nseg, g.seg, g.stride, CHUNK,
+                        scratch("grid", (grid_rows(o[-1]), g.P), dtype))       # (Cout+, P)
+    return [from_lines(grid[o[k]:o[k + 1]], g, b, np.empty((B, o[k + 1] - o[k], H, W), dtype))
             for k, b in enumerate(bs)]                                         # [(B, Cout_k, H, W)]
 
 
@@ -279,17 +219,17 @@ def conv3x3_shared_backward_cpu(dys, xs, ws, need_bias=True):
     B, _, H, W = xs[0].shape
     dtype = xs[0].dtype
     c, o = offsets(x.shape[1] for x in xs), offsets(w.shape[0] for w in ws)
-    R, P, L = line_geometry(B, H, W)
-    chunks = -(-P // CHUNK)
-    xl = parts_to_lines(xs, R, scratch("xl", (c[-1], L), dtype))                # (Cin, L)
-    dyl = parts_to_lines(dys, R, scratch("dyl", (o[-1], L), dtype))             # (Cout, L)
-    dw_k, db_k = conv3x3_line_weight_grad(xl, dyl, R, P, CHUNK, scratch("dw_k", (chunks, o[-1], c[-1], 9), dtype),
-                                          scratch("db_k", (chunks, o[-1]), dtype))
+    g = lines(B, H, W, min(c[-1], o[-1]))
+    steps = (g.row, g.col, g.nseg, g.seg, g.stride, CHUNK)
+    xl = parts_to_lines(xs, g, scratch("xl", (c[-1], g.L), dtype))              # (Cin, L)
+    dyl = parts_to_lines(dys, g, scratch("dyl", (o[-1], g.L), dtype))           # (Cout, L)
+    dw_k, db_k = conv3x3_line_weight_grad(xl, dyl, *steps, scratch("dw_k", (chunks(g), o[-1], c[-1], 9), dtype),
+                                          scratch("db_k", (chunks(g), o[-1]), dtype))
     dw = dw_k.sum(axis=0).reshape(o[-1], c[-1], 3, 3)                          # (Cout, Cin, 3, 3)
     w = ws[0] if len(ws) == 1 else np.concatenate(ws)
-    grid = conv3x3_line(dyl, flip_taps(w), R, P, CHUNK, scratch("xl", (grid_rows(c[-1]), P), dtype))  # xl is done with
+    grid = conv3x3_line(dyl, flip_taps(w), *steps, scratch("xl", (grid_rows(c[-1]), g.P), dtype))  # xl is done with
     zeros = np.zeros(c[-1], dtype)
-    dxs = [from_line(grid[c[k]:c[k + 1]], R, zeros, np.empty_like(x)) for k, x in enumerate(xs)]
+    dxs = [from_lines(grid[c[k]:c[k + 1]], g, zeros, np.empty_like(x)) for k, x in enumerate(xs)]
     dws = [dw[o[k]:o[k + 1]] for k in range(len(ws))]
     db = db_k.sum(axis=0) if need_bias else None                                # (Cout,)
     dbs = [None if db is None else db[o[k]:o[k + 1]] for k in range(len(ws))]

@@ -18,7 +18,7 @@ R = Wo + 1 values each, lie one after the other on one line per phase channel,
 
     q[(c, a, e), (b*(Ho+1) + u)*R + v],
 
-which is the grid of conv3x3_cpu.line_geometry(B, Ho, Wo): the output
+which is the grid of lines.line_geometry(B, Ho, Wo): the output
 y[b, o, oh, ow] is grid point p = (b*(Ho+1) + oh)*R + ow, its taps are
 p + i'*R + j', and the zeros of the padding are already in the phases (the
 last row and column of the grid are junk, dropped by from_line). The backward
@@ -40,8 +40,9 @@ import numpy as np
 from numba import njit, prange
 
 from . import numba_threads  # noqa: F401  (selects the threading layer first)
-from .conv3x3_cpu import CHUNK, from_line, grid_rows, line_geometry, to_line
+from .conv3x3_cpu import CHUNK, grid_rows
 from .conv3x3_reference import flip_taps
+from .lines import from_line, line_geometry, to_line
 from .scratch import scratch
 
 

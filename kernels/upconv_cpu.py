@@ -38,8 +38,9 @@ import numpy as np
 from numba import njit, prange
 
 from . import numba_threads  # noqa: F401  (selects the threading layer first)
-from .conv3x3_cpu import CHUNK, from_line, grid_rows, line_geometry, to_line
+from .conv3x3_cpu import CHUNK, grid_rows
 from .conv3x3_reference import flip_taps
+from .lines import from_line, line_geometry, to_line
 from .conv4x4s2_cpu import conv2x2_line, conv2x2_line_weight_grad, line_shifts
 from .scratch import scratch
 from .upconv_phases import PHASES, phase_weights, phase_weights_grad

@@ -5,7 +5,7 @@ import pytest
 
 pytest.importorskip("numba")
 
-from minidiff.kernels import conv3x3_cpu, conv4x4s2_cpu, conv_cpu, conv_reference
+from minidiff.kernels import conv3x3_cpu, conv4x4s2_cpu, conv_cpu, conv_reference, lines
 from minidiff.kernels.check import check_kernel, conv_backward_case, conv_case
 
 DTYPES = [np.float32, np.float64]
@@ -15,15 +15,27 @@ KERNELS = {
     "4x4s2": (4, 2, 1, conv4x4s2_cpu.conv4x4s2_forward_cpu, conv4x4s2_cpu.conv4x4s2_backward_cpu),
 }
 # (B, Cin, Cout, H, W): batch 1, odd and non-square planes, Cout not a multiple of the channel
-# block, one channel in or out, planes needing the ALIGN tail and ones longer than several blocks
+# block, one channel in or out, planes needing the ALIGN tail and ones longer than several
+# blocks; batches of 16 and 32 can put 3x3 convs on image lanes (lines.py: 16 images per point)
 SHAPES = [(1, 1, 1, 2, 2), (2, 3, 5, 7, 7), (1, 4, 1, 5, 9), (3, 1, 6, 11, 6),
-          (2, 6, 7, 14, 13), (1, 5, 2, 28, 28), (2, 2, 3, 2, 30)]
+          (2, 6, 7, 14, 13), (1, 5, 2, 28, 28), (2, 2, 3, 2, 30),
+          (16, 2, 3, 2, 3), (16, 3, 1, 5, 9), (32, 2, 3, 7, 6)]
+
+
+@pytest.fixture(params=["auto", "lanes"])
+def layout(request, monkeypatch):
+    """'auto': the layout lines.lanes() picks; 'lanes': image lanes whenever the batch
+    allows (B a multiple of 16), whatever the channels and size."""
+    if request.param == "lanes":
+        monkeypatch.setattr(lines, "LANES_MIN_CHANNELS", 1)
+        monkeypatch.setattr(lines, "LANES_MAX_PIXELS", 1 << 30)
+    return request.param
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("kernel", KERNELS)
-def test_forward_matches_reference(kernel, shape, dtype):
+def test_forward_matches_reference(kernel, shape, dtype, layout):
     k, s, p, forward, _ = KERNELS[kernel]
     rng = np.random.default_rng(sum(shape))
     y = check_kernel(lambda x, w, b, *_: forward(x, w, b), conv_reference.conv2d_forward_reference,
@@ -34,7 +46,7 @@ def test_forward_matches_reference(kernel, shape, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("kernel", KERNELS)
-def test_backward_matches_reference(kernel, shape, dtype):
+def test_backward_matches_reference(kernel, shape, dtype, layout):
     k, s, p, _, backward = KERNELS[kernel]
     rng = np.random.default_rng(100 + sum(shape))
     dx, dw, db = check_kernel(lambda dy, x, w, *_: backward(dy, x, w), conv_reference.conv2d_backward_reference,
@@ -79,8 +91,8 @@ def test_dispatch_sends_each_shape_to_its_kernel(monkeypatch):
 
 def test_line_geometry_covers_every_tap():
     for B, H, W in [(1, 1, 1), (3, 7, 7), (32, 28, 28), (2, 5, 40)]:
-        R, P, L = conv3x3_cpu.line_geometry(B, H, W)
-        assert R == W + 1 and P % conv3x3_cpu.ALIGN == 0 and P >= B * (H + 1) * R
+        R, P, L = lines.line_geometry(B, H, W)
+        assert R == W + 1 and P % lines.ALIGN == 0 and P >= B * (H + 1) * R
         assert L >= P - 1 + 2 * R + 2 + 1            # the last tap of the last grid point
         assert L >= (R + 1) + B * (H + 1) * R        # every image and its zero row
 
@@ -88,8 +100,8 @@ def test_line_geometry_covers_every_tap():
 def test_to_line_puts_each_image_between_zeros():
     B, C, H, W = 3, 2, 4, 5
     x = np.arange(B * C * H * W, dtype=np.float32).reshape(B, C, H, W) + 1
-    R, P, L = conv3x3_cpu.line_geometry(B, H, W)
-    xl = conv3x3_cpu.to_line(x, R, np.full((C, L), np.nan, np.float32))
+    R, P, L = lines.line_geometry(B, H, W)
+    xl = lines.to_line(x, R, np.full((C, L), np.nan, np.float32))
     rows = xl[:, R + 1:R + 1 + B * (H + 1) * R].reshape(C, B, H + 1, R)   # (c, b, h, w)
     np.testing.assert_array_equal(rows[:, :, :H, :W], x.transpose(1, 0, 2, 3))
     assert np.count_nonzero(xl) == x.size                # everything else is exactly 0
@@ -101,7 +113,7 @@ def test_line_kernels_split_into_chunks_match_reference(kernel):
     k, s, p, forward, backward = KERNELS[kernel]
     B, H, W = (5, 20, 23) if kernel == "3x3" else (11, 26, 31)
     Ho, Wo = (H, W) if kernel == "3x3" else conv4x4s2_cpu.output_size(H, W)
-    P = conv3x3_cpu.line_geometry(B, Ho, Wo)[1]
+    P = lines.line_geometry(B, Ho, Wo)[1]
     assert P > 2 * conv3x3_cpu.CHUNK and P % conv3x3_cpu.CHUNK
     rng = np.random.default_rng(7)
     check_kernel(lambda x, w, b, *_: forward(x, w, b),
@@ -115,7 +127,7 @@ def test_space_to_depth_line_holds_each_pixel_once_and_depth_to_space_inverts_it
     B, C = 3, 2
     x = np.random.default_rng(0).standard_normal((B, C, H, W))
     Ho, Wo = conv4x4s2_cpu.output_size(H, W)
-    R, P, L = conv3x3_cpu.line_geometry(B, Ho, Wo)
+    R, P, L = lines.line_geometry(B, Ho, Wo)
     q = conv4x4s2_cpu.space_to_depth_line(x, Ho, R, np.full((4 * C, L), np.nan))
     assert not np.isnan(q).any()
     assert np.count_nonzero(q) == x.size                 # every pixel once, zeros elsewhere
@@ -145,10 +157,10 @@ def test_line_kernels_refuse_a_grid_without_its_spare_rows():
     """With odd Cout the last pass writes a spare row; a grid of exactly Cout rows
     would be written past its end, so the kernels raise instead."""
     B, H, W, Cin = 2, 5, 6, 3
-    R, P, L = conv3x3_cpu.line_geometry(B, H, W)
+    R, P, L = lines.line_geometry(B, H, W)
     xl = np.zeros((Cin, L), np.float32)
     with pytest.raises(ValueError, match="grid_rows"):
-        conv3x3_cpu.conv3x3_line(xl, np.zeros((3, Cin, 3, 3), np.float32), R, P, conv3x3_cpu.CHUNK,
+        conv3x3_cpu.conv3x3_line(xl, np.zeros((3, Cin, 3, 3), np.float32), R, 1, 1, P, P, conv3x3_cpu.CHUNK,
                                  np.empty((3, P), np.float32))
     with pytest.raises(ValueError, match="grid_rows"):
         conv4x4s2_cpu.conv2x2_line(xl, conv4x4s2_cpu.line_shifts(len(xl)), np.zeros((5, Cin, 2, 2), np.float32),
@@ -171,12 +183,12 @@ def _shared_reference_backward(dys, xs, ws):
 
 # (B, H, W, channels of the input parts, Cout of each conv)
 SHARED = [(1, 2, 2, [1], [1]), (2, 7, 7, [3, 2], [5, 4]), (3, 5, 9, [1, 4, 2], [2, 3, 1]),
-          (2, 14, 13, [6, 5], [7, 5])]
+          (2, 14, 13, [6, 5], [7, 5]), (16, 6, 5, [2, 3], [3, 2])]     # the last on lanes
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("B,H,W,cins,couts", SHARED)
-def test_shared_input_convs_match_separate_convs(B, H, W, cins, couts, dtype):
+def test_shared_input_convs_match_separate_convs(B, H, W, cins, couts, dtype, layout):
     """conv3x3_shared_*_cpu (convs reading one input given in channel parts) against
     the reference running each conv alone on the concatenation; the dx is their sum."""
     rng = np.random.default_rng(B + H + W + len(cins))
@@ -218,3 +230,68 @@ def test_shared_input_convs_dispatch_and_errors():
         conv3x3_shared_forward(xs, [ws[0][:, :4]], [None])
     with pytest.raises(ValueError, match="as many biases"):
         conv3x3_shared_forward(xs, ws, bs[:1])
+
+
+@pytest.mark.parametrize("B, V", [(16, 16), (32, 16), (8, 1), (1, 1), (24, 1)])
+def test_lanes_take_sixteen_images_when_the_batch_allows(B, V, monkeypatch):
+    g = lines.lines(B, 5, 6, 16)
+    assert (g.V, g.R, g.row, g.col) == (V, 7, 7 * V, V)
+    assert g.nseg * g.stride == g.P and g.seg <= g.stride
+    assert g.L >= g.P + 2 * g.row + 2 * g.col            # the last tap of the last grid value
+    assert lines.lines(B, 5, 6, 8).V == 1                # too few channels to pay for the copies
+    assert lines.lines(B, 28, 28, 16).V == 1             # large images need more channels ...
+    assert lines.lines(B, 28, 28, 32).V == V             # ... this many
+    monkeypatch.setattr(lines, "USE_LANES", False)
+    assert lines.lines(B, 5, 6, 16).V == 1
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_to_lanes_puts_each_pixel_in_its_lane_between_zeros_and_from_lanes_takes_it_back(dtype):
+    B, C, H, W = 2 * lines.LANES, 3, 4, 5                                 # two groups
+    g = lines.lines(B, H, W, 16)
+    V, R = g.V, g.R
+    assert V > 1
+    x = (np.arange(B * C * H * W).reshape(B, C, H, W) + 1).astype(dtype)
+    xl = lines.to_lines(x, g, np.full((C, g.L), np.nan, dtype))
+    points = xl[:, (R + 1) * V:(R + 1) * V + g.P].reshape(C, B // V, H + 1, R, V)   # (c, group, h, w, lane)
+    want = x.reshape(B // V, V, C, H, W).transpose(2, 0, 3, 4, 1)                  # (c, group, h, w, lane)
+    np.testing.assert_array_equal(points[:, :, :H, :W], want)
+    assert np.count_nonzero(xl) == x.size                # everything else is exactly 0
+    bias = np.arange(C, dtype=dtype)
+    y = lines.from_lines(xl[:, (R + 1) * V:], g, bias, np.full_like(x, np.nan))   # the grid starts at the head
+    np.testing.assert_array_equal(y, x + bias[:, None, None])
+
+
+def test_lane_kernels_split_a_group_into_chunks_match_reference(monkeypatch):
+    """A group's stretch longer than several CHUNKs (and a ragged last one), odd Cout, on lanes."""
+    B, H, W = 16, 20, 23
+    monkeypatch.setattr(lines, "LANES_MIN_CHANNELS", 1)
+    monkeypatch.setattr(lines, "LANES_MIN_CHANNELS_LARGE", 1)
+    g = lines.lines(B, H, W, 3)
+    assert g.V == 16 and g.seg > 2 * conv3x3_cpu.CHUNK and g.seg % conv3x3_cpu.CHUNK
+    rng = np.random.default_rng(8)
+    check_kernel(lambda x, w, b, *_: conv3x3_cpu.conv3x3_forward_cpu(x, w, b),
+                 conv_reference.conv2d_forward_reference, conv_case(rng, B, 4, 3, H, W, 3, 1, 1))
+    check_kernel(lambda dy, x, w, *_: conv3x3_cpu.conv3x3_backward_cpu(dy, x, w),
+                 conv_reference.conv2d_backward_reference, conv_backward_case(rng, B, 4, 3, H, W, 3, 1, 1))
+
+
+def test_conv2d_gradients_on_image_lanes(monkeypatch):
+    """float64 central differences of a Conv2d layer on one group of 16 images on lanes."""
+    from gradcheck import assert_gradients
+    from minidiff.nn import Conv2d
+    monkeypatch.setattr(lines, "LANES_MIN_CHANNELS", 2)
+    used = []
+    real = lines.lines
+    monkeypatch.setattr(conv3x3_cpu, "lines", lambda *a: used.append(real(*a).V) or real(*a))
+    layer = Conv2d(2, 3, 3, stride=1, padding=1, rng=0, dtype=np.float64)
+    assert_gradients(layer, np.random.default_rng(2).standard_normal((16, 2, 4, 5)), tol=1e-6,
+                     max_input_entries=60)
+    assert set(used) == {16}
+
+
+def test_scratch_arrays_start_on_a_cache_line():
+    from minidiff.kernels.scratch import ALIGN_BYTES, scratch
+    for n, dtype in [(1, np.float32), (1000, np.float64), (77, np.float32)]:
+        a = scratch("test_align", (n, 3), dtype)
+        assert a.ctypes.data % ALIGN_BYTES == 0 and a.shape == (n, 3) and a.dtype == dtype

@@ -6,7 +6,7 @@ import pytest
 pytest.importorskip("numba")
 
 from minidiff import kernels
-from minidiff.kernels import conv3x3_cpu, conv_reference, upconv_cpu, upconv_phases
+from minidiff.kernels import conv3x3_cpu, conv_reference, lines, upconv_cpu, upconv_phases
 from minidiff.kernels.check import check_kernel
 from minidiff.nn import Upsample, UpsampleConv
 
@@ -46,7 +46,7 @@ def test_forward_and_backward_match_the_two_steps(shape, dtype):
 
 def test_the_long_batch_spans_several_chunks():
     B, _, _, H, W = SHAPES[-1]
-    P = conv3x3_cpu.line_geometry(B, H, W)[1]
+    P = lines.line_geometry(B, H, W)[1]
     assert P > 2 * conv3x3_cpu.CHUNK and P % conv3x3_cpu.CHUNK
 
 
@@ -76,7 +76,7 @@ def test_phase_weights_grad_is_the_adjoint():
 def test_phase_lines_hold_each_pixel_once_and_phases_to_image_interleaves_them_back():
     B, C, H, W = 3, 2, 4, 5
     d = np.random.default_rng(4).standard_normal((B, C, 2 * H, 2 * W)) + 10.0   # no zeros
-    R, P, L = conv3x3_cpu.line_geometry(B, H, W)
+    R, P, L = lines.line_geometry(B, H, W)
     dl = upconv_cpu.phase_lines(d, R, np.full((4 * C, L), np.nan))
     assert np.count_nonzero(dl) == d.size                 # every other entry is exactly 0
     grids = dl[:, R + 1:R + 1 + P].reshape(4, C, P)        # the grid points of each phase line
