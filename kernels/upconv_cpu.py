@@ -20,11 +20,15 @@ is a 2x2 conv of the zero-padded x starting at (u + a, v + e):
 Four taps per output instead of nine: 2.25x fewer multiply-adds, and no
 4x larger upsampled copy of x to write and read.
 
-Memory layout: x goes onto the padded lines of conv3x3_cpu.py (read that
-first), on the grid of the small image: line_geometry(B, H, W). There tap
+Memory layout: x goes onto the padded lines of lines.py (read conv3x3_cpu.py
+first), on the grid of the small image: lines.lines(B, H, W, C). There tap
 (t, s) of phase (a, e) at grid point p is xl[c, p + (a + t) R + (e + s)], so
 each phase is conv4x4s2_cpu.conv2x2_line with its lines shifted by
 a R + e. The four phase grids are then interleaved into y (phases_to_image).
+
+With 16 images side by side per point (the lanes of lines.py), every
+offset is times V: the phase shifts are a*row + e*col (row = R*V, col = V),
+and the phases are interleaved / split lane by lane.
 
 Backward, on the same grid:
     dW_ae = conv2x2_line_weight_grad of the shifted lines and phase (a, e) of
@@ -38,10 +42,10 @@ import numpy as np
 from numba import njit, prange
 
 from . import numba_threads  # noqa: F401  (selects the threading layer first)
-from .conv3x3_cpu import CHUNK, grid_rows
+from .conv3x3_cpu import CHUNK, chunks, grid_rows
 from .conv3x3_reference import flip_taps
-from .lines import from_line, line_geometry, to_line
 from .conv4x4s2_cpu import conv2x2_line, conv2x2_line_weight_grad, line_shifts
+from .lines import LANES, from_lines, lines, to_lines
 from .scratch import scratch
 from .upconv_phases import PHASES, phase_weights, phase_weights_grad
 
@@ -66,6 +70,63 @@ def phases_to_image(grids, R, bias, y):
                     for v in range(np.uint64(W)):
                         row[two * v + np.uint64(e)] = g[s + v] + bias_o
     return y
+
+
+# Loop mapping: prange over (o, group of V images); each reads group g's
+# stretch of the four phase grids of channel o and scatters every point's V
+# values to the V images' 2H x 2W planes (and adds the bias).
+@njit(parallel=True, cache=True)
+def phases_to_image_lanes(grids, R, bias, y):
+    """y[g*V + lane, o, 2u + a, 2v + e] = grids[2a + e, o, ((g*(H+1) + u)*R + v)*V + lane] + bias[o],
+    V = LANES:  (4, C, P) -> (B, C, 2H, 2W)."""
+    B, C, H2, W2 = y.shape
+    H, W = H2 // 2, W2 // 2
+    V = LANES
+    G, v_ = B // V, np.uint64(V)
+    size = (H + 1) * R * V
+    for og in prange(C * G):
+        o, g = og // G, og % G
+        bias_o = bias[o]
+        for u in range(H):
+            for v in range(W):
+                s = np.uint64(g * size + (u * R + v) * V)
+                for ae in range(4):
+                    a, e = ae // 2, ae % 2
+                    grid = grids[ae, o]
+                    for lane in range(v_):
+                        y[g * V + lane, o, 2 * u + a, 2 * v + e] = grid[s + lane] + bias_o
+    return y
+
+
+# Loop mapping: prange over (c, group of V images); iteration (c, g) writes
+# group g's stretch of the four phase lines of channel c (and the first and
+# last groups the zero head and tail); each point gathers the V images' pixel.
+@njit(parallel=True, cache=True)
+def phase_lines_lanes(d, R, dl):
+    """dl[(2a + e) C + c, ((R + 1) + (g*(H+1) + u)*R + v)*V + lane] = d[g*V + lane, c, 2u + a, 2v + e],
+    zero elsewhere, V = LANES: (B, C, 2H, 2W) -> (4C, L), each phase on the lanes of the small grid."""
+    B, C, H2, W2 = d.shape
+    H, W = H2 // 2, W2 // 2
+    V = LANES
+    G, v_ = B // V, np.uint64(V)
+    head, size = (R + 1) * V, (H + 1) * R * V
+    for cg in prange(C * G):
+        c, g = cg // G, cg % G
+        base = head + g * size
+        for ae in range(4):
+            a, e = ae // 2, ae % 2
+            line = dl[ae * C + c]
+            if g == 0:
+                line[:head] = 0
+            if g == G - 1:
+                line[head + G * size:] = 0
+            line[base:base + size] = 0           # the zero column and row, filled over below
+            for u in range(H):
+                for v in range(W):
+                    o = np.uint64(base + (u * R + v) * V)
+                    for lane in range(v_):
+                        line[o + lane] = d[g * V + lane, c, 2 * u + a, 2 * v + e]
+    return dl
 
 
 # Loop mapping: prange over (c, b) pairs as in to_line; iteration (c, b)
@@ -115,13 +176,15 @@ def upsample_conv3x3_forward_cpu(x, w, bias):
     bias = np.zeros(w.shape[0], x.dtype) if bias is None else bias
     B, Cin, H, W = x.shape
     Cout = w.shape[0]
-    R, P, L = line_geometry(B, H, W)
-    xl = to_line(x, R, scratch("xl", (Cin, L), x.dtype))                    # (Cin, L)
+    g = lines(B, H, W, min(Cin, Cout))
+    steps = (g.row, g.col, g.nseg, g.seg, g.stride, CHUNK)
+    xl = to_lines(x, g, scratch("xl", (Cin, g.L), x.dtype))                # (Cin, L)
     Wp = phase_weights(w)                                                  # (4, Cout, Cin, 2, 2)
-    grids = scratch("grid", (4, grid_rows(Cout, 4), P), x.dtype)           # (4, Cout+, P)
+    grids = scratch("grid", (4, grid_rows(Cout, 4), g.P), x.dtype)         # (4, Cout+, P)
     for ae, (a, e) in enumerate(PHASES):
-        conv2x2_line(xl, line_shifts(Cin, a * R + e), Wp[ae], R, P, CHUNK, grids[ae])
-    return phases_to_image(grids, R, bias, np.empty((B, Cout, 2 * H, 2 * W), x.dtype))
+        conv2x2_line(xl, line_shifts(Cin, a * g.row + e * g.col), Wp[ae], *steps, grids[ae])
+    interleave = phases_to_image if g.V == 1 else phases_to_image_lanes
+    return interleave(grids, g.R, bias, np.empty((B, Cout, 2 * H, 2 * W), x.dtype))
 
 
 def upsample_conv3x3_backward_cpu(dy, x, w, need_bias=True):
@@ -129,19 +192,20 @@ def upsample_conv3x3_backward_cpu(dy, x, w, need_bias=True):
     _check(x, w, dy)
     B, Cin, H, W = x.shape
     Cout = w.shape[0]
-    R, P, L = line_geometry(B, H, W)
-    chunks = -(-P // CHUNK)
-    xl = to_line(x, R, scratch("xl", (Cin, L), x.dtype))                    # (Cin, L)
-    dyl = phase_lines(dy, R, scratch("dyl", (4 * Cout, L), x.dtype))       # (4Cout, L)
-    dW_k = scratch("dw_k", (4, chunks, Cout, Cin, 4), x.dtype)
+    g = lines(B, H, W, min(Cin, Cout))
+    steps = (g.row, g.col, g.nseg, g.seg, g.stride, CHUNK)
+    xl = to_lines(x, g, scratch("xl", (Cin, g.L), x.dtype))                # (Cin, L)
+    split = phase_lines if g.V == 1 else phase_lines_lanes
+    dyl = split(dy, g.R, scratch("dyl", (4 * Cout, g.L), x.dtype))         # (4Cout, L)
+    dW_k = scratch("dw_k", (4, chunks(g), Cout, Cin, 4), x.dtype)
     for ae, (a, e) in enumerate(PHASES):
-        conv2x2_line_weight_grad(xl, line_shifts(Cin, a * R + e), dyl[ae * Cout:(ae + 1) * Cout],
-                                 R, P, CHUNK, dW_k[ae])
+        conv2x2_line_weight_grad(xl, line_shifts(Cin, a * g.row + e * g.col), dyl[ae * Cout:(ae + 1) * Cout],
+                                 *steps, dW_k[ae])
     dw = phase_weights_grad(dW_k.sum(axis=1).reshape(4, Cout, Cin, 2, 2))  # (Cout, Cin, 3, 3)
     W_dx = flip_taps(phase_weights(w).reshape(4 * Cout, Cin, 2, 2))        # (Cin, 4Cout, 2, 2)
-    shift = np.concatenate([line_shifts(Cout, (1 - a) * R + (1 - e)) for a, e in PHASES])
-    grid = conv2x2_line(dyl, shift, W_dx, R, P, CHUNK,
-                        scratch("xl", (grid_rows(Cin, 4), P), x.dtype))    # xl is done with
-    dx = from_line(grid, R, np.zeros(Cin, x.dtype), np.empty_like(x))      # (B, Cin, H, W)
+    shift = np.concatenate([line_shifts(Cout, (1 - a) * g.row + (1 - e) * g.col) for a, e in PHASES])
+    grid = conv2x2_line(dyl, shift, W_dx, *steps,
+                        scratch("xl", (grid_rows(Cin, 4), g.P), x.dtype))  # xl is done with
+    dx = from_lines(grid, g, np.zeros(Cin, x.dtype), np.empty_like(x))     # (B, Cin, H, W)
     db = dy.sum(axis=(0, 2, 3)) if need_bias else None                      # (Cout,)
     return dx, dw, db

@@ -22,16 +22,6 @@ SHAPES = [(1, 1, 1, 2, 2), (2, 3, 5, 7, 7), (1, 4, 1, 5, 9), (3, 1, 6, 11, 6),
           (16, 2, 3, 2, 3), (16, 3, 1, 5, 9), (32, 2, 3, 7, 6)]
 
 
-@pytest.fixture(params=["auto", "lanes"])
-def layout(request, monkeypatch):
-    """'auto': the layout lines.lanes() picks; 'lanes': image lanes whenever the batch
-    allows (B a multiple of 16), whatever the channels and size."""
-    if request.param == "lanes":
-        monkeypatch.setattr(lines, "LANES_MIN_CHANNELS", 1)
-        monkeypatch.setattr(lines, "LANES_MAX_PIXELS", 1 << 30)
-    return request.param
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("kernel", KERNELS)
@@ -141,6 +131,26 @@ def test_space_to_depth_line_holds_each_pixel_once_and_depth_to_space_inverts_it
     np.testing.assert_array_equal(dx, x)
 
 
+@pytest.mark.parametrize("H, W", [(7, 6), (8, 9), (2, 2)])
+def test_space_to_depth_lanes_hold_each_pixel_once_and_depth_to_space_inverts_it(H, W):
+    B, C, V = 32, 2, lines.LANES
+    x = np.random.default_rng(0).standard_normal((B, C, H, W)) + 10.0          # no zeros
+    Ho, Wo = conv4x4s2_cpu.output_size(H, W)
+    R, L = Wo + 1, B * (Ho + 1) * (Wo + 1) + 3 * V                              # and a tail
+    q = conv4x4s2_cpu.space_to_depth_lanes(x, Ho, R, np.full((4 * C, L), np.nan))
+    assert not np.isnan(q).any()
+    assert np.count_nonzero(q) == x.size                 # every pixel once, zeros elsewhere
+    points = q[:, :B * (Ho + 1) * R].reshape(C, 2, 2, B // V, Ho + 1, R, V)      # (c, a, e, g, u, v, lane)
+    xpad = np.pad(x, ((0, 0), (0, 0), (1, 2), (1, 2)))
+    for a in range(2):
+        for e in range(2):
+            want = xpad[:, :, a:a + 2 * Ho + 1:2, e:e + 2 * Wo + 1:2]           # (b, c, Ho+1, Wo+1)
+            want = want.reshape(B // V, V, C, Ho + 1, R).transpose(2, 0, 3, 4, 1)
+            np.testing.assert_array_equal(points[:, a, e], want)
+    dx = conv4x4s2_cpu.depth_to_space_lanes(q, Ho, R, np.empty_like(x))
+    np.testing.assert_array_equal(dx, x)
+
+
 def test_phase_weights_pick_tap_2i_plus_a():
     w = np.random.default_rng(1).standard_normal((3, 2, 4, 4))
     w2 = conv4x4s2_cpu.phase_weights(w)
@@ -164,7 +174,7 @@ def test_line_kernels_refuse_a_grid_without_its_spare_rows():
                                  np.empty((3, P), np.float32))
     with pytest.raises(ValueError, match="grid_rows"):
         conv4x4s2_cpu.conv2x2_line(xl, conv4x4s2_cpu.line_shifts(len(xl)), np.zeros((5, Cin, 2, 2), np.float32),
-                                   R, P, conv3x3_cpu.CHUNK, np.empty((5, P), np.float32))
+                                   R, 1, 1, P, P, conv3x3_cpu.CHUNK, np.empty((5, P), np.float32))
 
 
 def _shared_reference_forward(xs, ws, bs):
@@ -276,16 +286,19 @@ def test_lane_kernels_split_a_group_into_chunks_match_reference(monkeypatch):
                  conv_reference.conv2d_backward_reference, conv_backward_case(rng, B, 4, 3, H, W, 3, 1, 1))
 
 
-def test_conv2d_gradients_on_image_lanes(monkeypatch):
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_conv2d_gradients_on_image_lanes(kernel, monkeypatch):
     """float64 central differences of a Conv2d layer on one group of 16 images on lanes."""
     from gradcheck import assert_gradients
     from minidiff.nn import Conv2d
+    k, s, p, _, _ = KERNELS[kernel]
+    module = conv3x3_cpu if kernel == "3x3" else conv4x4s2_cpu
     monkeypatch.setattr(lines, "LANES_MIN_CHANNELS", 2)
     used = []
     real = lines.lines
-    monkeypatch.setattr(conv3x3_cpu, "lines", lambda *a: used.append(real(*a).V) or real(*a))
-    layer = Conv2d(2, 3, 3, stride=1, padding=1, rng=0, dtype=np.float64)
-    assert_gradients(layer, np.random.default_rng(2).standard_normal((16, 2, 4, 5)), tol=1e-6,
+    monkeypatch.setattr(module, "lines", lambda *a: used.append(real(*a).V) or real(*a))
+    layer = Conv2d(2, 3, k, stride=s, padding=p, rng=0, dtype=np.float64)
+    assert_gradients(layer, np.random.default_rng(2).standard_normal((16, 2, 6, 5)), tol=1e-6,
                      max_input_entries=60)
     assert set(used) == {16}
 

@@ -12,9 +12,10 @@ from minidiff.nn import Upsample, UpsampleConv
 
 DTYPES = [np.float32, np.float64]
 # (B, Cin, Cout, H, W) of the small image: batch 1, one channel, 1x1 and odd non-square
-# images, Cout not a multiple of 4 (spare grid rows), and a batch longer than one CHUNK
+# images, Cout not a multiple of 4 (spare grid rows), a batch longer than one CHUNK, and
+# batches of 16 and 32 (on image lanes with the `layout` fixture's 'lanes')
 SHAPES = [(1, 1, 1, 1, 1), (2, 3, 5, 4, 3), (1, 4, 6, 7, 7), (3, 2, 3, 5, 9), (2, 5, 4, 14, 13),
-          (15, 2, 3, 12, 11)]
+          (15, 2, 3, 12, 11), (16, 3, 5, 4, 3), (32, 2, 3, 7, 6)]
 
 
 def two_steps_forward(x, w, b):
@@ -36,7 +37,7 @@ def case(rng, B, Cin, Cout, H, W, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES)
-def test_forward_and_backward_match_the_two_steps(shape, dtype):
+def test_forward_and_backward_match_the_two_steps(shape, dtype, layout):
     x, w, b, dy = case(np.random.default_rng(sum(shape)), *shape, dtype)
     y = check_kernel(upconv_cpu.upsample_conv3x3_forward_cpu, two_steps_forward, (x, w, b))
     dx, dw, db = check_kernel(upconv_cpu.upsample_conv3x3_backward_cpu, two_steps_backward, (dy, x, w))
@@ -45,7 +46,7 @@ def test_forward_and_backward_match_the_two_steps(shape, dtype):
 
 
 def test_the_long_batch_spans_several_chunks():
-    B, _, _, H, W = SHAPES[-1]
+    B, _, _, H, W = SHAPES[5]
     P = lines.line_geometry(B, H, W)[1]
     assert P > 2 * conv3x3_cpu.CHUNK and P % conv3x3_cpu.CHUNK
 
@@ -84,6 +85,21 @@ def test_phase_lines_hold_each_pixel_once_and_phases_to_image_interleaves_them_b
     np.testing.assert_array_equal(y, d)
 
 
+def test_phase_lanes_hold_each_pixel_once_and_phases_to_image_lanes_interleaves_them_back():
+    B, C, H, W, V = 32, 2, 4, 5, lines.LANES
+    d = np.random.default_rng(4).standard_normal((B, C, 2 * H, 2 * W)) + 10.0   # no zeros
+    R, P = W + 1, B * (H + 1) * (W + 1)
+    L = P + (2 * R + 2) * V
+    dl = upconv_cpu.phase_lines_lanes(d, R, np.full((4 * C, L), np.nan))
+    assert np.count_nonzero(dl) == d.size                 # every other entry is exactly 0
+    points = dl[:, (R + 1) * V:(R + 1) * V + P].reshape(2, 2, C, B // V, H + 1, R, V)
+    want = d.reshape(B // V, V, C, H, 2, W, 2).transpose(4, 6, 2, 0, 3, 5, 1)    # (a, e, c, g, u, v, lane)
+    np.testing.assert_array_equal(points[:, :, :, :, :H, :W], want)
+    grids = dl[:, (R + 1) * V:(R + 1) * V + P].reshape(4, C, P)
+    y = upconv_cpu.phases_to_image_lanes(grids, R, np.arange(C, dtype=d.dtype), np.empty_like(d))
+    np.testing.assert_array_equal(y, d + np.arange(C)[:, None, None])
+
+
 def test_bad_shapes_raise():
     x, w, b, dy = case(np.random.default_rng(5), 2, 3, 4, 5, 5, np.float32)
     with pytest.raises(ValueError, match="w"):
@@ -102,6 +118,19 @@ def test_upsample_conv_layer_uses_the_kernel_and_its_gradients_hold(monkeypatch)
     layer = UpsampleConv(3, 4, rng=0, dtype=np.float64)
     assert_gradients(layer, np.random.default_rng(1).standard_normal((2, 3, 4, 5)), tol=1e-6)
     assert set(used) == {"upsample_conv3x3_forward_cpu", "upsample_conv3x3_backward_cpu"}
+
+
+def test_upsample_conv_gradients_on_image_lanes(monkeypatch):
+    """The same on one group of 16 images on lanes (lines.py)."""
+    from gradcheck import assert_gradients
+    monkeypatch.setattr(lines, "LANES_MIN_CHANNELS", 2)
+    used = []
+    real = lines.lines
+    monkeypatch.setattr(upconv_cpu, "lines", lambda *a: used.append(real(*a).V) or real(*a))
+    layer = UpsampleConv(2, 3, rng=0, dtype=np.float64)
+    assert_gradients(layer, np.random.default_rng(1).standard_normal((16, 2, 3, 4)), tol=1e-6,
+                     max_input_entries=60)
+    assert set(used) == {16}
 
 
 def test_upsample_conv_layer_on_the_reference_path_runs_the_two_steps():
