@@ -1,6 +1,7 @@
 """python -m minidiff.bench: minidiff against the same models in PyTorch (CPU, 2 threads).
 
-    python -m minidiff.bench [--cases a,b,...] [--repeats N] [--rounds K] [--json PATH] [--quick] [--profile]
+    python -m minidiff.bench [--cases a,b,...] [--repeats N] [--rounds K] [--pairs P] [--json PATH]
+                             [--quick] [--profile]
     python -m minidiff.bench --conv-shapes [--repeats N] [--json PATH]
 
 For each case, measured in this one process: the median wall time of a call
@@ -14,6 +15,12 @@ each per round) of
     min_s                  the fastest call of each path (less sensitive to other jobs)
     ratio_by_round         each round's best minidiff median / torch median (null without
                            torch): their spread shows how much the machine moved
+    paired_ratio_vs_torch  after the rounds, P pairs of calls, minidiff's default path then
+                           torch, each call preceded by an untimed one (which absorbs
+                           the other library's still-spinning threads): the median of
+                           the P per-pair ratios. The two calls of a pair are a fraction
+                           of a second apart, so a machine whose speed drifts over
+                           seconds to minutes moves both alike (null without torch)
     gflop, gflops          FLOPs of one call, counted from the layer shapes (conv
                            2 B Cout Ho Wo Cin kh kw, dense 2 N in out, attention
                            2 x 2 B h N^2 d; backward = 2 x forward), over minidiff's
@@ -363,13 +370,27 @@ def measure_memory(name, impl, timeout=600):
 
 
 # --- one row ------------------------------------------------------------------------
-def run_case(name, bt=None, repeats=7, warmup=1, memory=True, gemm=None, torch_gemm=None, rounds=1):
+def paired_ratio(fn, ref_fn, pairs):
+    """Median over `pairs` pairs of fn's time / ref_fn's time, the two calls of a pair
+    back to back, each after one untimed call of its own (the other library's
+    thread pool may still be spinning)."""
+    ratios = []
+    for _ in range(pairs):
+        fn()
+        t = _timed(fn)
+        ref_fn()
+        ratios.append(t / _timed(ref_fn))
+    return float(np.median(ratios))
+
+
+def run_case(name, bt=None, repeats=7, warmup=1, memory=True, gemm=None, torch_gemm=None, rounds=1, pairs=0):
     """Time case `name` on the three paths; -> the JSON row (see the module docstring).
 
     With rounds > 1 the paths take turns (reference, kernels, torch, reference, ...),
     `repeats` calls each per round, so a slow spell of the shared machine falls on
     all of them; the medians are over all calls, ratio_by_round gives each round's
-    best / torch.
+    best / torch. Then `pairs` pairs of calls, minidiff's default path and torch
+    (paired_ratio_vs_torch).
     """
     case = build_case(name, bt)
     repeats = min(repeats, case.max_repeats or repeats)
@@ -388,6 +409,9 @@ def run_case(name, bt=None, repeats=7, warmup=1, memory=True, gemm=None, torch_g
             med[key] = float(np.median(times))
         if "torch" in med:
             by_round.append(min(med.get("minidiff_kernels", np.inf), med["minidiff_reference"]) / med["torch"])
+    paired = None
+    if case.torch is not None and pairs > 0:
+        paired = paired_ratio(case.minidiff, case.torch, min(pairs, case.max_repeats or pairs))
     stats = {key: (float(np.median(v)), float(np.min(v))) for key, v in samples.items()}
     none = (None, None)
     ref_s, ref_min = stats["minidiff_reference"]
@@ -410,6 +434,7 @@ def run_case(name, bt=None, repeats=7, warmup=1, memory=True, gemm=None, torch_g
         "repeats": repeats,
         "rounds": rounds,
         "ratio_by_round": by_round or None,
+        "paired_ratio_vs_torch": paired,
         "note": case.note,
     }
     if memory:
@@ -426,15 +451,16 @@ def _fmt(v, scale=1.0, digits=1):
 
 
 def format_table(rows):
-    head = ("case", "ref ms", "numba ms", "torch ms", "best/torch", "by round", "GFLOP/s", "torch GFLOP/s",
-            "MB minidiff", "MB torch")
+    head = ("case", "ref ms", "numba ms", "torch ms", "best/torch", "by round", "paired", "GFLOP/s",
+            "torch GFLOP/s", "MB minidiff", "MB torch")
     lines = [head]
     for r in rows:
         mem = r["peak_mb"] or {}
         by_round = r.get("ratio_by_round") or []
         spread = f"{min(by_round):.2f}-{max(by_round):.2f}" if len(by_round) > 1 else "-"
         lines.append((r["case"], _fmt(r["minidiff_reference_s"], 1e3), _fmt(r["minidiff_kernels_s"], 1e3),
-                      _fmt(r["torch_s"], 1e3), _fmt(r["ratio_vs_torch"], digits=2), spread, _fmt(r["gflops"]),
+                      _fmt(r["torch_s"], 1e3), _fmt(r["ratio_vs_torch"], digits=2), spread,
+                      _fmt(r.get("paired_ratio_vs_torch"), digits=2), _fmt(r["gflops"]),
                       _fmt(r["torch_gflops"]), _fmt(mem.get("minidiff")), _fmt(mem.get("torch"))))
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
@@ -637,6 +663,8 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=None, help="timed calls per path (default 7, 3 with --quick)")
     p.add_argument("--rounds", type=int, default=None,
                    help="rounds in which the paths take turns (default 3, 1 with --quick)")
+    p.add_argument("--pairs", type=int, default=None,
+                   help="back-to-back pairs of calls, minidiff then torch, after the rounds (default 7, 0 with --quick)")
     p.add_argument("--json", default=None, metavar="PATH", help="write the rows as a JSON list")
     p.add_argument("--quick", action="store_true", help="3 repeats, one round and no memory subprocesses")
     p.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
@@ -668,6 +696,9 @@ def main(argv=None):
     rounds = args.rounds or (1 if args.quick else 3)
     if rounds < 1:
         p.error(f"--rounds: expected a positive integer, got {rounds}")
+    pairs = args.pairs if args.pairs is not None else (0 if args.quick else 7)
+    if pairs < 0:
+        p.error(f"--pairs: expected 0 or a positive integer, got {pairs}")
 
     bt = import_torch()
     gemm = {n: gemm_gflops(n) for n in (1024, 2048)}
@@ -682,12 +713,12 @@ def main(argv=None):
     print(f"numba kernels: {'yes' if numba_kernels_available() else 'no (reference only)'}; "
           f"torch: {'%s, %d threads' % (bt.torch.__version__, bt.torch.get_num_threads()) if bt else 'not installed'}; "
           f"{rounds} round(s) taking turns, {repeats} calls (ddim: 3) per path per round after "
-          f"0.5 s of warm-up, medians over all calls; memory: "
+          f"0.5 s of warm-up, medians over all calls; then {pairs} back-to-back pairs (ddim: 3); memory: "
           f"{'skipped' if args.quick or args.no_memory else 'peak RSS increase of one call (VmHWM), fresh subprocess each'}")
     rows = []
     for name in names:
         rows.append(run_case(name, bt, repeats=repeats, memory=not (args.quick or args.no_memory),
-                             gemm=max(gemm.values()), torch_gemm=torch_gemm, rounds=rounds))
+                             gemm=max(gemm.values()), torch_gemm=torch_gemm, rounds=rounds, pairs=pairs))
         print(f"  done {name}", file=sys.stderr, flush=True)
     print(format_table(rows))
     _write_json(args.json, rows)

@@ -11,7 +11,7 @@ from minidiff.models import UNet
 
 ROW_KEYS = {"case", "minidiff_reference_s", "minidiff_kernels_s", "torch_s", "ratio_vs_torch",
             "gflop", "gflops", "torch_gflops", "gemm_gflops", "torch_gemm_gflops", "peak_mb",
-            "min_s", "repeats", "rounds", "ratio_by_round", "note"}
+            "min_s", "repeats", "rounds", "ratio_by_round", "paired_ratio_vs_torch", "note"}
 
 
 def _check_row(row, name, with_torch):
@@ -25,6 +25,7 @@ def _check_row(row, name, with_torch):
         assert row["ratio_vs_torch"] == pytest.approx(best / row["torch_s"])
     else:
         assert row["torch_s"] is None and row["ratio_vs_torch"] is None
+        assert row["paired_ratio_vs_torch"] is None
 
 
 def test_import_bench_does_not_import_torch():
@@ -73,6 +74,25 @@ def test_rounds_alternate_the_paths_and_give_one_ratio_each(monkeypatch):
     assert all(r > 0 for r in row["ratio_by_round"])
     n_paths = 3 if bench.numba_kernels_available() else 2
     assert len(order) == 3 * n_paths and order[n_paths - 1] is not order[n_paths]   # torch, then minidiff again
+
+
+def test_paired_ratio_is_the_median_of_back_to_back_ratios(monkeypatch):
+    """Each pair: an untimed call and a timed one of fn, then the same of ref_fn;
+    the result is the median of the timed ratios (times faked: no timing asserted)."""
+    calls, times = [], iter([3.0, 1.0, 2.0, 4.0, 9.0, 3.0])      # fn, ref, fn, ref, fn, ref
+    fn, ref = (lambda: calls.append("a")), (lambda: calls.append("b"))
+    monkeypatch.setattr(bench, "_timed", lambda f: f() or next(times))
+    assert bench.paired_ratio(fn, ref, 3) == 3.0                  # median of 3.0, 0.5, 3.0
+    assert calls == ["a", "a", "b", "b"] * 3
+
+
+def test_run_case_pairs_with_torch():
+    pytest.importorskip("torch")
+    bt = bench_torch.load()
+    bt.set_threads(2)
+    row = bench.run_case("mlp_train_step", bt=bt, repeats=1, warmup=0, memory=False, pairs=2)
+    _check_row(row, "mlp_train_step", with_torch=True)
+    assert row["paired_ratio_vs_torch"] > 0
 
 
 def test_torch_mirror_matches_unet():
