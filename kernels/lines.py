@@ -106,6 +106,16 @@ def lines(B, H, W, C):
     return Lines(V, R, P, P + (2 * R + 2) * V, R * V, V, B // V, H * R * V, stride)
 
 
+@njit(inline="always")
+def zero_ends(line, head, tail, first, last):
+    """The padding before the first image (or group) and after the last: line[:head] and
+    line[tail:] = 0, written by the iteration that holds the first / the last one."""
+    if first:
+        line[:head] = 0
+    if last:
+        line[tail:] = 0
+
+
 # Loop mapping: prange over (c, b); iteration (c, b) writes image b's stretch
 # of line c (its H rows, each with its zero, and its zero row), and the first
 # and last images also the zero head and tail: disjoint writes, each value
@@ -118,10 +128,7 @@ def to_line(x, R, xl):
     for cb in prange(C * B):
         c, b = cb // B, cb % B
         line = xl[c]
-        if b == 0:
-            line[:head] = 0
-        if b == B - 1:
-            line[head + B * size:] = 0
+        zero_ends(line, head, head + B * size, b == 0, b == B - 1)
         base = head + b * size
         for h in range(H):
             row, o = x[b, c, h], np.uint64(base + h * R)
@@ -163,10 +170,7 @@ def to_lanes(x, R, xl):
     for cg in prange(C * G):
         c, g = cg // G, cg % G
         line = xl[c]
-        if g == 0:
-            line[:head] = 0
-        if g == G - 1:
-            line[head + G * size:] = 0
+        zero_ends(line, head, head + G * size, g == 0, g == G - 1)
         base = head + g * size
         for h in range(H):
             for w in range(W):

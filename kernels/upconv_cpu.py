@@ -45,7 +45,7 @@ from . import numba_threads  # noqa: F401  (selects the threading layer first)
 from .conv3x3_cpu import CHUNK, chunks, grid_rows
 from .conv3x3_reference import flip_taps
 from .conv4x4s2_cpu import conv2x2_line, conv2x2_line_weight_grad, line_shifts
-from .lines import LANES, from_lines, lines, to_lines
+from .lines import LANES, from_lines, lines, to_lines, zero_ends
 from .scratch import scratch
 from .upconv_phases import PHASES, phase_weights, phase_weights_grad
 
@@ -116,10 +116,7 @@ def phase_lines_lanes(d, R, dl):
         for ae in range(4):
             a, e = ae // 2, ae % 2
             line = dl[ae * C + c]
-            if g == 0:
-                line[:head] = 0
-            if g == G - 1:
-                line[head + G * size:] = 0
+            zero_ends(line, head, head + G * size, g == 0, g == G - 1)
             line[base:base + size] = 0           # the zero column and row, filled over below
             for u in range(H):
                 for v in range(W):
@@ -146,10 +143,7 @@ def phase_lines(d, R, dl):
         for ae in range(4):
             a, e = ae // 2, ae % 2
             line = dl[ae * C + c]
-            if b == 0:
-                line[:head] = 0
-            if b == B - 1:
-                line[head + B * size:] = 0
+            zero_ends(line, head, head + B * size, b == 0, b == B - 1)
             for u in range(H):
                 row, o = d[b, c, 2 * u + a], np.uint64(base + u * R)
                 for v in range(np.uint64(W)):

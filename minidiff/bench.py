@@ -36,8 +36,8 @@ each per round) of
                            model's construction: the same method for both libraries.
                            minidiff_tracemalloc is NumPy's own peak from tracemalloc.
 The torch side of unet_forward and ddim_sample_64 runs under torch.no_grad();
-minidiff's layers always keep what their backward needs. --quick: 3 repeats and
-no memory subprocesses and one round; --profile: where the U-Net train step's time goes, by
+minidiff's layers always keep what their backward needs. --quick: 3 repeats,
+one round, no pairs and no memory subprocesses; --profile: where the U-Net train step's time goes, by
 layer type (exclusive time of every layer's forward/backward) and by function;
 --conv-shapes: each distinct conv of the anchor U-Net's forward alone at batch
 64 (minidiff.kernels against the same conv in torch, calls alternating, N = 25
