@@ -40,8 +40,9 @@ minidiff's layers always keep what their backward needs. --quick: 3 repeats,
 one round, no pairs and no memory subprocesses; --profile: where the U-Net train step's time goes, by
 layer type (exclusive time of every layer's forward/backward) and by function;
 --conv-shapes: each distinct conv of the anchor U-Net's forward alone at batch
-64 (minidiff.kernels against the same conv in torch, calls alternating, N = 25
-pairs by default), with how often the forward runs it and the weighted total.
+64 (minidiff.kernels against the same conv in torch, calls alternating, each
+timed call after an untimed one, N = 25 pairs by default), with how often the
+forward runs it and the weighted total.
 Missing implementations (no torch, no numba) give null. NumPy's BLAS keeps
 its default threads (OPENBLAS_* is left alone). Data are random: the timings
 do not depend on the values. The machine may be shared: the numbers are noisy.
@@ -540,7 +541,8 @@ def conv_shape_rows(bt, batch=64, repeats=25, model=None, size=28):
     """One row per distinct conv of a U-Net's forward on size x size images (the
     anchor U-Net by default): minidiff's kernel
     (minidiff.kernels.<op>, the default path) and the same conv in torch (bt, or
-    None) at `batch`, their calls alternating; medians, and the median of the
+    None) at `batch`, their calls alternating, each timed call after an untimed
+    one of its own (as in paired_ratio); medians, and the median of the
     per-pair ratios ('paired', robust to slow spells that hit both)."""
     model = model or UNet(**ANCHOR)
     rng = np.random.default_rng(0)
@@ -555,6 +557,7 @@ def conv_shape_rows(bt, batch=64, repeats=25, model=None, size=28):
         times = [[] for _ in fns]
         for _ in range(repeats):
             for t, fn in zip(times, fns):
+                fn()                    # untimed: the other library's threads may still spin
                 t.append(_timed(fn))
         ours = float(np.median(times[0]))
         theirs = float(np.median(times[1])) if bt is not None else None
