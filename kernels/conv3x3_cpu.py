@@ -190,6 +190,11 @@ def chunks(g):
     return g.nseg * -(-g.seg // CHUNK)
 
 
+def steps(g):
+    """The line kernels' geometry arguments for Lines g: (row, col, nseg, seg, stride, chunk)."""
+    return g.row, g.col, g.nseg, g.seg, g.stride, CHUNK
+
+
 def conv3x3_shared_forward_cpu(xs, ws, bs):
     """[y_k = conv3x3(x, w_k) + b_k for each k], x = concatenate(xs, axis=1), stride 1, padding 1.
 
@@ -206,8 +211,7 @@ def conv3x3_shared_forward_cpu(xs, ws, bs):
     g = lines(B, H, W, min(Cin, o[-1]))
     xl = parts_to_lines(xs, g, scratch("xl", (Cin, g.L), dtype))                # (Cin, L)
     w = ws[0] if len(ws) == 1 else np.concatenate(ws)                          # (sum Cout_k, Cin, 3, 3)
-    grid = conv3x3_line(xl, w, g.row, g.col, g.nseg, g.seg, g.stride, CHUNK,
-                        scratch("grid", (grid_rows(o[-1]), g.P), dtype))       # (Cout+, P)
+    grid = conv3x3_line(xl, w, *steps(g), scratch("grid", (grid_rows(o[-1]), g.P), dtype))  # (Cout+, P)
     return [from_lines(grid[o[k]:o[k + 1]], g, b, np.empty((B, o[k + 1] - o[k], H, W), dtype))
             for k, b in enumerate(bs)]                                         # [(B, Cout_k, H, W)]
 
@@ -220,14 +224,13 @@ def conv3x3_shared_backward_cpu(dys, xs, ws, need_bias=True):
     dtype = xs[0].dtype
     c, o = offsets(x.shape[1] for x in xs), offsets(w.shape[0] for w in ws)
     g = lines(B, H, W, min(c[-1], o[-1]))
-    steps = (g.row, g.col, g.nseg, g.seg, g.stride, CHUNK)
     xl = parts_to_lines(xs, g, scratch("xl", (c[-1], g.L), dtype))              # (Cin, L)
     dyl = parts_to_lines(dys, g, scratch("dyl", (o[-1], g.L), dtype))           # (Cout, L)
-    dw_k, db_k = conv3x3_line_weight_grad(xl, dyl, *steps, scratch("dw_k", (chunks(g), o[-1], c[-1], 9), dtype),
+    dw_k, db_k = conv3x3_line_weight_grad(xl, dyl, *steps(g), scratch("dw_k", (chunks(g), o[-1], c[-1], 9), dtype),
                                           scratch("db_k", (chunks(g), o[-1]), dtype))
     dw = dw_k.sum(axis=0).reshape(o[-1], c[-1], 3, 3)                          # (Cout, Cin, 3, 3)
     w = ws[0] if len(ws) == 1 else np.concatenate(ws)
-    grid = conv3x3_line(dyl, flip_taps(w), *steps, scratch("xl", (grid_rows(c[-1]), g.P), dtype))  # xl is done with
+    grid = conv3x3_line(dyl, flip_taps(w), *steps(g), scratch("xl", (grid_rows(c[-1]), g.P), dtype))  # xl is done with
     zeros = np.zeros(c[-1], dtype)
     dxs = [from_lines(grid[c[k]:c[k + 1]], g, zeros, np.empty_like(x)) for k, x in enumerate(xs)]
     dws = [dw[o[k]:o[k + 1]] for k in range(len(ws))]

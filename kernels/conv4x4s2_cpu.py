@@ -45,7 +45,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import numba_threads  # noqa: F401  (selects the threading layer first)
-from .conv3x3_cpu import CHUNK, chunks, grid_rows
+from .conv3x3_cpu import CHUNK, chunks, grid_rows, steps
 from .conv3x3_reference import flip_taps
 from .lines import LANES, from_lines, lines, to_lines
 from .scratch import scratch
@@ -291,8 +291,8 @@ def conv4x4s2_forward_cpu(x, w, bias):
     """y = conv4x4 stride 2 padding 1 (x, w) + bias:  x (B, Cin, H, W) -> y (B, Cout, Ho, Wo)."""
     B, Cout = x.shape[0], w.shape[0]
     q, g, Ho, Wo = _phases(x, Cout)
-    grid = conv2x2_line(q, line_shifts(len(q)), phase_weights(w), g.row, g.col, g.nseg, g.seg, g.stride,
-                        CHUNK, scratch("grid", (grid_rows(Cout, 4), g.P), x.dtype))
+    grid = conv2x2_line(q, line_shifts(len(q)), phase_weights(w), *steps(g),
+                        scratch("grid", (grid_rows(Cout, 4), g.P), x.dtype))
     return from_lines(grid, g, bias, np.empty((B, Cout, Ho, Wo), x.dtype))
 
 
@@ -302,7 +302,7 @@ def conv4x4s2_backward_cpu(dy, x, w, need_bias=True):
     Cout = w.shape[0]
     q, g, Ho, Wo = _phases(x, Cout)
     dyl = to_lines(dy, g, scratch("dyl", (Cout, g.L), x.dtype))                # (Cout, L)
-    dw_k = conv2x2_line_weight_grad(q, line_shifts(len(q)), dyl, g.row, g.col, g.nseg, g.seg, g.stride, CHUNK,
+    dw_k = conv2x2_line_weight_grad(q, line_shifts(len(q)), dyl, *steps(g),
                                     scratch("dw_k", (chunks(g), Cout, 4 * Cin, 4), x.dtype))
     dw6 = dw_k.sum(axis=0).reshape(Cout, Cin, 2, 2, 2, 2)                    # (o, c, a, e, i, j)
     dw = dw6.transpose(0, 1, 4, 2, 5, 3).reshape(w.shape)                    # (o, c, 2i+a, 2j+e)

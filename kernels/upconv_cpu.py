@@ -42,7 +42,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import numba_threads  # noqa: F401  (selects the threading layer first)
-from .conv3x3_cpu import CHUNK, chunks, grid_rows
+from .conv3x3_cpu import chunks, grid_rows, steps
 from .conv3x3_reference import flip_taps
 from .conv4x4s2_cpu import conv2x2_line, conv2x2_line_weight_grad, line_shifts
 from .lines import LANES, from_lines, lines, to_lines, zero_ends
@@ -117,12 +117,14 @@ def phase_lines_lanes(d, R, dl):
             a, e = ae // 2, ae % 2
             line = dl[ae * C + c]
             zero_ends(line, head, head + G * size, g == 0, g == G - 1)
-            line[base:base + size] = 0           # the zero column and row, filled over below
             for u in range(H):
                 for v in range(W):
                     o = np.uint64(base + (u * R + v) * V)
                     for lane in range(v_):
                         line[o + lane] = d[g * V + lane, c, 2 * u + a, 2 * v + e]
+                o = base + (u * R + W) * V
+                line[o:o + V] = 0                # the zero point between row u and row u + 1
+            line[base + H * R * V:base + size] = 0   # the zero row after group g
     return dl
 
 
@@ -171,12 +173,11 @@ def upsample_conv3x3_forward_cpu(x, w, bias):
     B, Cin, H, W = x.shape
     Cout = w.shape[0]
     g = lines(B, H, W, min(Cin, Cout))
-    steps = (g.row, g.col, g.nseg, g.seg, g.stride, CHUNK)
     xl = to_lines(x, g, scratch("xl", (Cin, g.L), x.dtype))                # (Cin, L)
     Wp = phase_weights(w)                                                  # (4, Cout, Cin, 2, 2)
     grids = scratch("grid", (4, grid_rows(Cout, 4), g.P), x.dtype)         # (4, Cout+, P)
     for ae, (a, e) in enumerate(PHASES):
-        conv2x2_line(xl, line_shifts(Cin, a * g.row + e * g.col), Wp[ae], *steps, grids[ae])
+        conv2x2_line(xl, line_shifts(Cin, a * g.row + e * g.col), Wp[ae], *steps(g), grids[ae])
     interleave = phases_to_image if g.V == 1 else phases_to_image_lanes
     return interleave(grids, g.R, bias, np.empty((B, Cout, 2 * H, 2 * W), x.dtype))
 
@@ -187,18 +188,17 @@ def upsample_conv3x3_backward_cpu(dy, x, w, need_bias=True):
     B, Cin, H, W = x.shape
     Cout = w.shape[0]
     g = lines(B, H, W, min(Cin, Cout))
-    steps = (g.row, g.col, g.nseg, g.seg, g.stride, CHUNK)
     xl = to_lines(x, g, scratch("xl", (Cin, g.L), x.dtype))                # (Cin, L)
     split = phase_lines if g.V == 1 else phase_lines_lanes
     dyl = split(dy, g.R, scratch("dyl", (4 * Cout, g.L), x.dtype))         # (4Cout, L)
     dW_k = scratch("dw_k", (4, chunks(g), Cout, Cin, 4), x.dtype)
     for ae, (a, e) in enumerate(PHASES):
         conv2x2_line_weight_grad(xl, line_shifts(Cin, a * g.row + e * g.col), dyl[ae * Cout:(ae + 1) * Cout],
-                                 *steps, dW_k[ae])
+                                 *steps(g), dW_k[ae])
     dw = phase_weights_grad(dW_k.sum(axis=1).reshape(4, Cout, Cin, 2, 2))  # (Cout, Cin, 3, 3)
     W_dx = flip_taps(phase_weights(w).reshape(4 * Cout, Cin, 2, 2))        # (Cin, 4Cout, 2, 2)
     shift = np.concatenate([line_shifts(Cout, (1 - a) * g.row + (1 - e) * g.col) for a, e in PHASES])
-    grid = conv2x2_line(dyl, shift, W_dx, *steps,
+    grid = conv2x2_line(dyl, shift, W_dx, *steps(g),
                         scratch("xl", (grid_rows(Cin, 4), g.P), x.dtype))  # xl is done with
     dx = from_lines(grid, g, np.zeros(Cin, x.dtype), np.empty_like(x))     # (B, Cin, H, W)
     db = dy.sum(axis=(0, 2, 3)) if need_bias else None                      # (Cout,)

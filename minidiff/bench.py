@@ -177,6 +177,13 @@ def _timed(fn):
     return time.perf_counter() - t0
 
 
+def _timed_after_warmup(fn):
+    """Seconds of one call of fn() after an untimed one: the other library's thread
+    pool may still be spinning from its own call."""
+    fn()
+    return _timed(fn)
+
+
 def call_samples(fn, repeats, warmup=1, warmup_s=0.5):
     """Seconds of each of `repeats` calls of fn() after `warmup` calls and at least
     `warmup_s` seconds of calls: the thread pool of the path that ran before (OpenBLAS
@@ -373,14 +380,8 @@ def measure_memory(name, impl, timeout=600):
 # --- one row ------------------------------------------------------------------------
 def paired_ratio(fn, ref_fn, pairs):
     """Median over `pairs` pairs of fn's time / ref_fn's time, the two calls of a pair
-    back to back, each after one untimed call of its own (the other library's
-    thread pool may still be spinning)."""
-    ratios = []
-    for _ in range(pairs):
-        fn()
-        t = _timed(fn)
-        ref_fn()
-        ratios.append(t / _timed(ref_fn))
+    back to back, each after one untimed call of its own (_timed_after_warmup)."""
+    ratios = [_timed_after_warmup(fn) / _timed_after_warmup(ref_fn) for _ in range(pairs)]
     return float(np.median(ratios))
 
 
@@ -542,7 +543,7 @@ def conv_shape_rows(bt, batch=64, repeats=25, model=None, size=28):
     anchor U-Net by default): minidiff's kernel
     (minidiff.kernels.<op>, the default path) and the same conv in torch (bt, or
     None) at `batch`, their calls alternating, each timed call after an untimed
-    one of its own (as in paired_ratio); medians, and the median of the
+    one of its own (_timed_after_warmup); medians, and the median of the
     per-pair ratios ('paired', robust to slow spells that hit both)."""
     model = model or UNet(**ANCHOR)
     rng = np.random.default_rng(0)
@@ -557,8 +558,7 @@ def conv_shape_rows(bt, batch=64, repeats=25, model=None, size=28):
         times = [[] for _ in fns]
         for _ in range(repeats):
             for t, fn in zip(times, fns):
-                fn()                    # untimed: the other library's threads may still spin
-                t.append(_timed(fn))
+                t.append(_timed_after_warmup(fn))
         ours = float(np.median(times[0]))
         theirs = float(np.median(times[1])) if bt is not None else None
         flop = conv_spec_flops(spec, batch)
