@@ -8,6 +8,9 @@ kernel and a Numba CUDA kernel side by side (installed from the top-level
     conv3x3_reference.py  conv3x3_cpu.py
                        direct 3x3 stride-1 convolution on padded lines (no im2col);
                        several convs of one input given in channel parts (conv3x3_shared_*)
+    groupnorm_lines_cpu.py  conv_norm_conv_cpu.py
+                       a ResBlock's conv -> GroupNorm+SiLU -> conv on the lines, for
+                       inference (the middle activation never leaves them; CPU)
     conv4x4s2_cpu.py   4x4 stride-2 convolution as a 2x2 one over input phases (CPU)
     upconv_phases.py  upconv_cpu.py  upconv_cuda.py
                        nearest x2 upsampling + 3x3 convolution as four 2x2 ones on the
@@ -32,13 +35,13 @@ from .dispatch import (backend_name, conv2d_backward, conv2d_forward, ddim_step,
                        reference_forced, reference_mode, use_reference)
 from .dispatch import groupnorm_silu_backward, groupnorm_silu_forward
 from .dispatch import upsample_conv3x3_backward, upsample_conv3x3_forward
-from .dispatch import conv3x3_shared_backward, conv3x3_shared_forward
+from .dispatch import conv3x3_shared_backward, conv3x3_shared_forward, conv3x3_norm_conv3x3_forward
 from .dispatch import attention_backward, attention_forward
 from .dispatch import adam_step
 
 __all__ = ["conv2d_forward", "conv2d_backward", "ddpm_step", "ddim_step",
            "groupnorm_silu_forward", "groupnorm_silu_backward",
            "upsample_conv3x3_forward", "upsample_conv3x3_backward",
-           "conv3x3_shared_forward", "conv3x3_shared_backward",
+           "conv3x3_shared_forward", "conv3x3_shared_backward", "conv3x3_norm_conv3x3_forward",
            "attention_forward", "attention_backward", "adam_step",
            "use_reference", "reference_mode", "reference_forced", "backend_name"]

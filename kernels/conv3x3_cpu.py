@@ -203,17 +203,27 @@ def conv3x3_shared_forward_cpu(xs, ws, bs):
     run as one conv with their weights stacked; each y_k is (B, Cout_k, H, W).
     The U-Net's up blocks read their input this way in their first conv and their skip conv.
     """
-    xs, ws = [np.ascontiguousarray(x) for x in xs], [np.ascontiguousarray(w) for w in ws]
     B, _, H, W = xs[0].shape
     dtype = xs[0].dtype
     bs = [np.zeros(w.shape[0], dtype) if b is None else np.ascontiguousarray(b) for w, b in zip(ws, bs)]
+    grid, g, o = conv3x3_grid(xs, ws)                                          # (Cout+, P)
+    return [from_lines(grid[o[k]:o[k + 1]], g, b, np.empty((B, o[k + 1] - o[k], H, W), dtype))
+            for k, b in enumerate(bs)]                                         # [(B, Cout_k, H, W)]
+
+
+def conv3x3_grid(xs, ws):
+    """(grid, g, o): the convs of conv3x3_shared_forward_cpu on their output grid, no bias:
+    grid (grid_rows(sum Cout_k), g.P) on Lines g, conv k in rows o[k]:o[k + 1]. The
+    grid is a scratch array, overwritten by the next conv."""
+    xs, ws = [np.ascontiguousarray(x) for x in xs], [np.ascontiguousarray(w) for w in ws]
+    B, _, H, W = xs[0].shape
+    dtype = xs[0].dtype
     Cin, o = sum(x.shape[1] for x in xs), offsets(w.shape[0] for w in ws)
     g = lines(B, H, W, min(Cin, o[-1]))
     xl = parts_to_lines(xs, g, scratch("xl", (Cin, g.L), dtype))                # (Cin, L)
     w = ws[0] if len(ws) == 1 else np.concatenate(ws)                          # (sum Cout_k, Cin, 3, 3)
     grid = conv3x3_line(xl, w, *steps(g), scratch("grid", (grid_rows(o[-1]), g.P), dtype))  # (Cout+, P)
-    return [from_lines(grid[o[k]:o[k + 1]], g, b, np.empty((B, o[k + 1] - o[k], H, W), dtype))
-            for k, b in enumerate(bs)]                                         # [(B, Cout_k, H, W)]
+    return grid, g, o
 
 
 def conv3x3_shared_backward_cpu(dys, xs, ws, need_bias=True):

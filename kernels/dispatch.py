@@ -23,6 +23,7 @@ from minidiff.backend import concat_channels, split_channels
 from .adam import adam_step_reference
 from .attention_reference import attention_backward_reference, attention_forward_reference
 from .blas_threads import kernels_mode
+from .heap import keep_freed_memory
 from .conv_reference import conv2d_backward_reference, conv2d_forward_reference
 from .groupnorm_reference import groupnorm_silu_backward_reference, groupnorm_silu_forward_reference
 from .sampling import ddim_step_reference, ddpm_step_reference
@@ -104,12 +105,15 @@ def _kernel(module, name, arrays):
     """The Numba version `<name>_<device>` from kernels/<module>_<device>.py, or None.
 
     On the CPU this also switches NumPy's BLAS to one thread for the kernels, and
-    back for the reference path (blas_threads.py; why in numba_threads.py).
+    back for the reference path (blas_threads.py; why in numba_threads.py), and
+    the first time makes malloc keep freed memory (heap.py).
     """
     device = _route(arrays)
     mod = None if device is None else _module(f"{module}_{device}")
     if device == "cpu" or device is None:
         kernels_mode(mod is not None)
+        if mod is not None:
+            keep_freed_memory()
     return None if mod is None else getattr(mod, f"{name}_{device}", None)
 
 
@@ -174,6 +178,19 @@ def conv3x3_shared_backward(dys, xs, ws, need_bias=True):
         dws.append(dw)
         dbs.append(db)
     return split_channels(dx, [a.shape[1] for a in xs]), dws, dbs
+
+
+def conv3x3_norm_conv3x3_forward(xs, ws, bs, norm_weight, norm_bias, shift, num_groups, eps, w2, b2):
+    """[h, s_1, ...] for inference: h = conv3x3(SiLU(GroupNorm(conv3x3(x, ws[0]) + bs[0]) + shift), w2) + b2
+    and s_k = conv3x3(x, ws[k]) + bs[k], x = concatenate(xs, axis=1), all 3x3 stride 1
+    padding 1; the GroupNorm's groups and eps as in nn.GroupNorm, shift (B, Cout_0).
+    On the CPU kernels the middle activation stays on the conv lines
+    (conv_norm_conv_cpu.py); None when no kernel takes these arrays or shapes (the
+    caller then runs the layers), and always None on the reference path."""
+    _check_shared(xs, ws, bs, "biases")
+    fwd = _kernel("conv_norm_conv", "conv3x3_norm_conv3x3_forward",
+                  [*xs, *ws, *bs, norm_weight, norm_bias, shift, w2, b2])
+    return None if fwd is None else fwd(xs, ws, bs, norm_weight, norm_bias, shift, num_groups, eps, w2, b2)
 
 
 def upsample_conv3x3_forward(x, w, b):

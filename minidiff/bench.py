@@ -35,8 +35,9 @@ each per round) of
                            subprocess after imports, a batch-2 warm-up and the
                            model's construction: the same method for both libraries.
                            minidiff_tracemalloc is NumPy's own peak from tracemalloc.
-The torch side of unet_forward and ddim_sample_64 runs under torch.no_grad();
-minidiff's layers always keep what their backward needs. --quick: 3 repeats,
+unet_forward and ddim_sample_64 run under no_grad on both sides: torch.no_grad()
+and minidiff.nn.no_grad() (which the sampling loops use on their own; its
+ResBlocks then keep their middle activation on the conv lines). --quick: 3 repeats,
 one round, no pairs and no memory subprocesses; --profile: where the U-Net train step's time goes, by
 layer type (exclusive time of every layer's forward/backward) and by function;
 --conv-shapes: each distinct conv of the anchor U-Net's forward alone at batch
@@ -67,7 +68,7 @@ import numpy as np
 from . import kernels
 from .diffusion import GaussianDiffusion
 from .models import MLP, UNet
-from .nn import Conv2d, Dense, MultiheadAttention, ResBlock, UpsampleConv
+from .nn import Conv2d, Dense, MultiheadAttention, ResBlock, UpsampleConv, no_grad
 from .optim import Adam
 
 TORCH_THREADS = 2
@@ -250,8 +251,11 @@ def unet_forward(bt, batch=64):
     t = np.random.default_rng(2).integers(0, 100, batch)
     flop = batch * flops_per_sample(model, x.shape[1:])
     torch_step = None if bt is None else bt.forward_step(bt.from_minidiff(model), x, t)
-    return Case("unet_forward", lambda: model.forward(x, t), torch_step, flop,
-                f"anchor UNet forward, batch {batch}")
+    def forward():
+        with no_grad():
+            return model.forward(x, t)
+
+    return Case("unet_forward", forward, torch_step, flop, f"anchor UNet forward, batch {batch}, no_grad")
 
 
 def ddim_sample_64(bt, batch=64, steps=20):

@@ -36,6 +36,18 @@ def test_dense_matches_formula_and_torch_layout():
         d.forward(rand(4, 5))
 
 
+def test_dense_on_leading_dims_and_transposed_views():
+    """A (B, N, in) input, also a transposed view (the attention's tokens): the same values
+    as per-row products, and gradients by central differences."""
+    d = Dense(4, 3, **F64)
+    x = rand(2, 4, 5).transpose(0, 2, 1)                # (2, 5, 4), not contiguous
+    y = d.forward(x)
+    assert y.shape == (2, 5, 3)
+    np.testing.assert_allclose(y, np.einsum("bni,oi->bno", x, d.params["weight"]) + d.params["bias"])
+    assert d.backward(np.ones_like(y)).shape == x.shape
+    assert_gradients(Dense(4, 3, **F64), x)
+
+
 def test_activation_values():
     x = np.linspace(-30, 30, 13)
     # sigmoid as (1 + tanh(x/2))/2: no overflow; relative precision only fades far in the negative tail

@@ -14,6 +14,7 @@ import math
 import numbers
 
 from ..backend import get_xp
+from ..nn.grad_mode import no_grad
 
 UNCONDITIONED = 0
 
@@ -59,7 +60,13 @@ def guided_forward(model, x, t, labels=None, guidance_scale=1.0):
     and the two halves combined. Combining the raw output is the same as
     combining eps for the x0 and v objectives, as eps is affine in them.
     x (B, ...), t (B,) int, labels (B,) int -> (B, ...)
+    Runs under nn.no_grad(): it is the sampling loops' model call, and no backward follows.
     """
+    with no_grad():
+        return _guided_forward(model, x, t, labels, guidance_scale)
+
+
+def _guided_forward(model, x, t, labels, guidance_scale):
     if labels is None:
         return model.forward(x, t)
     if guidance_scale == 1:

@@ -1,5 +1,6 @@
 """Layers with hand-written backward passes (see layer.py for the protocol)."""
 from .layer import Layer
+from .grad_mode import grad_enabled, no_grad
 from .dense import Dense
 from .activations import GELU, ReLU, SiLU, Swish
 from .embeddings import Embedding, SinusoidalPositionEmbedding, sinusoidal_table
@@ -11,7 +12,7 @@ from .attention import MultiheadAttention
 from .blocks import ConvEmbed, ResBlock, UpsampleConv
 
 __all__ = [
-    "Layer", "Dense", "GELU", "ReLU", "SiLU", "Swish",
+    "Layer", "grad_enabled", "no_grad", "Dense", "GELU", "ReLU", "SiLU", "Swish",
     "Embedding", "SinusoidalPositionEmbedding", "sinusoidal_table",
     "ConditionalChain", "ConditionalSum", "Sequential",
     "Conv2d", "GroupNorm", "GroupNormSiLU", "AvgPool2d", "Flatten", "MaxPool2d", "Upsample",

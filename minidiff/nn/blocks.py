@@ -19,6 +19,7 @@ from ..backend import as_rng, check_float_dtype, concat_channels, split_channels
 from .activations import SiLU
 from .conv import Conv2d
 from .dense import Dense
+from .grad_mode import grad_enabled
 from .layer import Layer
 from .norm import GroupNormSiLU
 from .resample import Upsample
@@ -55,10 +56,13 @@ class ConvEmbed(Layer):
 
     def embed(self, h, emb):
         """The part after the conv: SiLU(GroupNorm(h) + Dense(SiLU(emb))), h (B, out, H, W)."""
-        if emb.ndim != 2 or emb.shape[0] != h.shape[0] or emb.shape[1] != self.emb_dim:
-            raise ValueError(f"ConvEmbed: emb must be ({h.shape[0]}, {self.emb_dim}), got {tuple(emb.shape)}")
-        e = self.emb_proj.forward(self.emb_act.forward(emb))         # (B, out)
-        return self.norm.forward(h, e)                               # (B, out, H, W)
+        return self.norm.forward(h, self.shift(emb, h.shape[0]))      # (B, out, H, W)
+
+    def shift(self, emb, batch):
+        """e = Dense(SiLU(emb)) (B, out), the GroupNorm's shift; emb (B, E) checked against `batch`."""
+        if emb.ndim != 2 or emb.shape[0] != batch or emb.shape[1] != self.emb_dim:
+            raise ValueError(f"ConvEmbed: emb must be ({batch}, {self.emb_dim}), got {tuple(emb.shape)}")
+        return self.emb_proj.forward(self.emb_act.forward(emb))      # (B, out)
 
     def embed_backward(self, dy):
         """d loss / d h of embed; sets self.d_emb (B, E)."""
@@ -84,6 +88,11 @@ class ResBlock(Layer):
     their gradients. With a 3x3 skip, it and ConvEmbed's conv both read x, so
     they run as one conv (kernels.conv3x3_shared_forward), which on the CPU
     kernels reads the parts in place: no concatenated copy, one pass over x.
+
+    Under nn.no_grad() the CPU kernels run conv -> GroupNorm+SiLU -> out_conv
+    with the middle activation on the conv lines (kernels.conv3x3_norm_conv3x3_forward)
+    and keep nothing for backward, which then raises a RuntimeError until a
+    forward with grad has run.
     """
     takes_cond = True
 
@@ -105,6 +114,12 @@ class ResBlock(Layer):
         parts = self._check_parts(list(x) if self.in_parts else [x])   # [(B, C_i, H, W)]
         self.part_channels = [p.shape[1] for p in parts]
         self.shared = self.skip is not None and self.skip.kernel_size == (3, 3)
+        self.kept_for_backward = grad_enabled()
+        if not self.kept_for_backward:
+            h = self._forward_no_grad(parts, emb)
+            if h is not None:
+                return h
+            self.kept_for_backward = True                             # no kernel took it: the layers run
         if self.shared:                                               # both convs read x: one pass
             conv_in, skip = self.in_layers.conv, self.skip
             h, s = conv3x3_shared_forward(parts, [conv_in.params["weight"], skip.params["weight"]],
@@ -119,8 +134,34 @@ class ResBlock(Layer):
         h += s
         return h
 
+    def _forward_no_grad(self, parts, emb):
+        """The forward under no_grad(): on the CPU kernels conv_in -> GroupNorm+SiLU -> out_conv
+        runs on the conv lines (kernels.conv3x3_norm_conv3x3_forward), keeping nothing for
+        backward. None when no kernel takes it."""
+        from minidiff.kernels import conv3x3_norm_conv3x3_forward
+        convs = [self.in_layers.conv] + ([self.skip] if self.shared else [])
+        norm = self.in_layers.norm
+        e = self.in_layers.shift(emb, parts[0].shape[0])              # (B, out)
+        outs = conv3x3_norm_conv3x3_forward(
+            parts, [c.params["weight"] for c in convs], [c.params.get("bias") for c in convs],
+            norm.params.get("weight"), norm.params.get("bias"), e, norm.num_groups, norm.eps,
+            self.out_conv.params["weight"], self.out_conv.params.get("bias"))
+        if outs is None:
+            return None
+        if self.shared:
+            s = outs[1]                                               # (B, out, H, W)
+        else:
+            x = concat_channels(parts)                                # (B, in, H, W)
+            s = x if self.skip is None else self.skip.forward(x)      # (B, out, H, W)
+        h = self.out_norm.forward(outs[0])                            # (B, out, H, W), a fresh array
+        h += s
+        return h
+
     def backward(self, dy):
         from minidiff.kernels import conv3x3_shared_backward
+        if not self.kept_for_backward:
+            raise RuntimeError("ResBlock.backward: the last forward ran under nn.no_grad() and "
+                               "kept nothing for backward; run the forward outside no_grad()")
         dh = self.out_conv.backward(self.out_norm.backward(dy))      # (B, out, H, W)
         if self.shared:
             dh = self.in_layers.embed_backward(dh)                    # (B, out, H, W)

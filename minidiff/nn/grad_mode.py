@@ -1,0 +1,30 @@
+"""Whether a forward pass must keep what backward needs: `with no_grad(): ...` says it need not.
+
+    with minidiff.nn.no_grad():
+        eps_hat = model(x_t, t)          # sampling, evaluation: no backward follows
+
+Layers may then take shortcuts that keep nothing for backward (nn.ResBlock runs
+its middle GroupNorm+SiLU on the conv kernels' lines, kernels/conv_norm_conv_cpu.py),
+and a layer whose last forward did so refuses a backward with a RuntimeError.
+Sampling (GaussianDiffusion's p_sample_loop and ddim_sample_loop) runs under it.
+"""
+from contextlib import contextmanager
+
+_grad_enabled = True
+
+
+def grad_enabled():
+    """False inside `with no_grad():`, True otherwise."""
+    return _grad_enabled
+
+
+@contextmanager
+def no_grad():
+    """Forward passes inside the block need not support a backward pass; restores on exit."""
+    global _grad_enabled
+    old = _grad_enabled
+    _grad_enabled = False
+    try:
+        yield
+    finally:
+        _grad_enabled = old
