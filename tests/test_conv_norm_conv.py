@@ -9,7 +9,7 @@ pytest.importorskip("numba")
 from minidiff.kernels import conv3x3_norm_conv3x3_forward, reference_mode
 from minidiff.kernels.conv_norm_conv_cpu import conv3x3_norm_conv3x3_forward_cpu
 from minidiff.kernels.conv_reference import conv2d_forward_reference
-from minidiff.kernels.groupnorm_lines_cpu import groupnorm_silu_lines
+from minidiff.kernels.groupnorm_lines_cpu import groupnorm_silu_to_lines
 from minidiff.kernels.groupnorm_reference import groupnorm_silu_forward_reference
 from minidiff.kernels.lines import from_lines, lines, to_lines
 from minidiff.nn import ResBlock, grad_enabled, no_grad
@@ -23,10 +23,10 @@ def _rand(rng, shape, dtype, scale=1.0, offset=0.0):
 
 
 # (B, C, H, W, groups): image lanes (B = 16, 32) at odd and non-square sizes and one
-# pixel, and one image per point (B = 3, 1), the layout the kernel also takes
+# pixel (groupnorm_silu_lanes), and one image per point (B = 3, 1, 2: groupnorm_silu_line)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(16, 16, 5, 3, 8), (32, 16, 7, 6, 4), (16, 6, 1, 1, 2),
-                                   (3, 8, 5, 4, 4), (1, 4, 2, 9, 1)])
+                                   (3, 8, 5, 4, 4), (1, 4, 2, 9, 1), (2, 6, 1, 1, 3)])
 def test_groupnorm_on_lines_matches_reference(shape, dtype, monkeypatch):
     import minidiff.kernels.lines as lines_mod
     monkeypatch.setattr(lines_mod, "LANES_MIN_CHANNELS", 1)        # lanes whenever B allows
@@ -41,8 +41,7 @@ def test_groupnorm_on_lines_matches_reference(shape, dtype, monkeypatch):
     y, mean_ref, rstd_ref = groupnorm_silu_forward_reference(x, weight, bias, shift, G, 1e-5)
     expected = to_lines(np.ascontiguousarray(y), g, np.empty((C, g.L), dtype))
     xl = np.full((C, g.L), np.nan, dtype)                          # every value must be written
-    mean, rstd = np.empty((B, G), dtype), np.empty((B, G), dtype)
-    groupnorm_silu_lines(grid, conv_bias, weight, bias, shift, G, 1e-5, g.V, g.R, H, W, xl, mean, rstd)
+    xl, mean, rstd = groupnorm_silu_to_lines(grid, g, H, W, conv_bias, weight, bias, shift, G, 1e-5, xl)
     assert not np.isnan(xl).any()
     np.testing.assert_allclose(xl, expected, rtol=TOL[dtype], atol=TOL[dtype])
     np.testing.assert_allclose(mean, mean_ref, rtol=TOL[dtype], atol=TOL[dtype])
@@ -65,10 +64,12 @@ def _operands(rng, B, parts, C1, C_skip, C2, H, W, dtype):
 
 
 # (B, parts of Cin, C1, skip channels, C2, H, W): one part without a skip conv (an identity
-# ResBlock), two parts with a 3x3 skip (a U-Net up block), odd sizes
+# ResBlock), two parts with a 3x3 skip (a U-Net up block), odd sizes; on image lanes
+# (B = 16, 32) and one image per point (B = 3, and 16 with too few channels for lanes)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", [(16, (16,), 16, 0, 16, 7, 7), (32, (16, 8), 16, 16, 24, 5, 6),
-                                  (16, (24,), 32, 32, 32, 3, 4)])
+                                  (16, (24,), 32, 32, 32, 3, 4), (3, (5, 3), 8, 8, 6, 6, 5),
+                                  (16, (8,), 8, 0, 8, 4, 4)])
 def test_conv_norm_conv_matches_the_layers(case, dtype):
     B, parts, C1, C_skip, C2, H, W = case
     rng = np.random.default_rng(B + C1 + H)
@@ -83,12 +84,13 @@ def test_conv_norm_conv_matches_the_layers(case, dtype):
         np.testing.assert_allclose(out, ref, rtol=TOL[dtype] * 10, atol=TOL[dtype] * 10)
 
 
-def test_conv_norm_conv_declines_without_lanes():
-    """No image lanes (B not a multiple of 16, or too few channels): None, the caller runs the layers."""
+def test_conv_norm_conv_declines_two_layouts():
+    """When the convs would lay the batch out differently (here 4 -> 16 channels: one image
+    per point, then 16 -> 16: lanes), None: the caller runs the layers."""
     rng = np.random.default_rng(0)
-    for B, C in ((3, 16), (16, 4)):
-        xs, ws, bs, (nw, nb), shift, w2, b2 = _operands(rng, B, (C,), C, 0, C, 5, 5, np.float32)
-        assert conv3x3_norm_conv3x3_forward_cpu(xs, ws, bs, nw, nb, shift, 2, 1e-5, w2, b2) is None
+    xs, ws, bs, (nw, nb), shift, w2, b2 = _operands(rng, 16, (4,), 16, 0, 16, 5, 5, np.float32)
+    assert lines(16, 5, 5, 4).V != lines(16, 5, 5, 16).V
+    assert conv3x3_norm_conv3x3_forward_cpu(xs, ws, bs, nw, nb, shift, 8, 1e-5, w2, b2) is None
     xs, ws, bs, (nw, nb), shift, w2, b2 = _operands(rng, 16, (16,), 16, 0, 16, 5, 5, np.float32)
     assert conv3x3_norm_conv3x3_forward(xs, ws, bs, nw, nb, shift, 8, 1e-5, w2, b2) is not None
     with reference_mode():
@@ -112,16 +114,17 @@ def test_no_grad_restores_the_mode():
 # (in, out, skip_kernel, parts): identity skip, a 3x3 skip conv sharing the input
 # (with the input in two parts, as in the U-Net's up blocks), a 1x1 skip conv
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch", [16, 3])
 @pytest.mark.parametrize("block", [(16, 16, 3, None), (24, 16, 3, (16, 8)), (16, 32, 1, None)])
-def test_resblock_no_grad_forward_matches_forward(block, dtype):
+def test_resblock_no_grad_forward_matches_forward(block, batch, dtype):
     cin, cout, k, parts = block
     rng = np.random.default_rng(cin + cout + k)
     layer = ResBlock(cin, cout, 12, groups=4, skip_kernel=k, rng=rng, dtype=dtype)
     for _, p, _ in layer.named_parameters():                      # non-trivial GroupNorm affines
         p += _rand(rng, p.shape, dtype, 0.1)
-    x = _rand(rng, (16, cin, 6, 5), dtype)
+    x = _rand(rng, (batch, cin, 6, 5), dtype)
     x_in = x if parts is None else tuple(np.split(x, np.cumsum(parts)[:-1], axis=1))
-    emb = _rand(rng, (16, 12), dtype)
+    emb = _rand(rng, (batch, 12), dtype)
     y = layer.forward(x_in, emb)
     with no_grad():
         y_fast = layer.forward(x_in, emb)
@@ -135,10 +138,11 @@ def test_resblock_no_grad_forward_matches_forward(block, dtype):
 
 
 def test_resblock_without_kernel_keeps_backward_under_no_grad():
-    """Where no kernel takes the shortcut (batch 3), no_grad() changes nothing: backward still works."""
+    """Where no kernel takes the shortcut (4 -> 16 channels at batch 16: two layouts),
+    no_grad() changes nothing: backward still works."""
     rng = np.random.default_rng(1)
-    layer = ResBlock(16, 16, 12, groups=4, rng=rng, dtype=np.float64)
-    x, emb = rng.standard_normal((3, 16, 4, 4)), rng.standard_normal((3, 12))
+    layer = ResBlock(4, 16, 12, groups=4, rng=rng, dtype=np.float64)
+    x, emb = rng.standard_normal((16, 4, 4, 4)), rng.standard_normal((16, 12))
     y = layer.forward(x, emb)
     with no_grad():
         np.testing.assert_array_equal(layer.forward(x, emb), y)

@@ -6,7 +6,7 @@
 Layers may then take shortcuts that keep nothing for backward (nn.ResBlock runs
 its middle GroupNorm+SiLU on the conv kernels' lines, kernels/conv_norm_conv_cpu.py),
 and a layer whose last forward did so refuses a backward with a RuntimeError.
-Sampling (GaussianDiffusion's p_sample_loop and ddim_sample_loop) runs under it.
+The sampling loops' model call (diffusion.guided_forward) runs under it.
 """
 from contextlib import contextmanager
 
