@@ -112,9 +112,12 @@ def depth_to_space_line(dq, Ho, R, dx):
 
 
 # Loop mapping: prange over (channel, group of V images); iteration (c, g)
-# writes group g's stretch of the four phase lines of channel c (and the last
-# group the tail): each point gathers one pixel of the V images, or is zero
-# where the phase falls on the padding.
+# zeroes group g's stretch of the four phase lines of channel c (the padding;
+# the last group also the tail), then copies each pixel of its V images to
+# its phase point, the V lanes `plane` = C*H*W values apart in the flat x
+# (as lines.to_lanes). Measured alone against a loop over the phase points
+# that tested each for the padding and indexed x[b, c, h, w] (batch 32 and 64):
+# 0.63-0.68x the time; depth_to_space_lanes (flat, same order) 0.48-0.60x.
 @njit(parallel=True, cache=True)
 def space_to_depth_lanes(x, Ho, R, q):
     """q[4c + 2a + e, ((g*(Ho+1) + u)*R + v)*V + lane] = x[g*V + lane, c, 2u + a - 1, 2v + e - 1]
@@ -122,46 +125,49 @@ def space_to_depth_lanes(x, Ho, R, q):
     B, C, H, W = x.shape
     V = LANES
     G, v_ = B // V, np.uint64(V)
+    L = q.shape[1]
+    x_f, q_f, plane = x.ravel(), q.ravel(), np.uint64(C * H * W)
     size = (Ho + 1) * R * V                          # one group's stretch of a phase line
     for cg in prange(C * G):
         c, g = cg // G, cg % G
         for phase in range(4):
-            a, e = phase // 2, phase % 2
             line = q[4 * c + phase]
+            line[g * size:(g + 1) * size] = 0
             if g == G - 1:
                 line[G * size:] = 0                  # the tail after the last group
-            for u in range(Ho + 1):
-                h = 2 * u + a - 1
-                for v in range(R):
-                    w = 2 * v + e - 1
-                    o = np.uint64(g * size + (u * R + v) * V)
-                    if 0 <= h < H and 0 <= w < W:
-                        for lane in range(v_):
-                            line[o + lane] = x[g * V + lane, c, h, w]
-                    else:
-                        for lane in range(v_):
-                            line[o + lane] = 0
+        src = np.uint64((g * V * C + c) * H * W)     # x[g*V, c, 0, 0]
+        for h in range(H):
+            u, a = (h + 1) // 2, (h + 1) % 2
+            for w in range(W):
+                v, e = (w + 1) // 2, (w + 1) % 2
+                o = np.uint64((4 * c + 2 * a + e) * L + g * size + (u * R + v) * V)
+                s = src + np.uint64(h * W + w)
+                for lane in range(v_):
+                    q_f[o + lane] = x_f[s + lane * plane]
     return q
 
 
 @njit(parallel=True, cache=True)
 def depth_to_space_lanes(dq, Ho, R, dx):
     """dx[g*V + lane, c, h, w] = dq[4c + 2a + e, ((g*(Ho+1) + u)*R + v)*V + lane],
-    h = 2u + a - 1, w = 2v + e - 1, V = LANES."""
+    h = 2u + a - 1, w = 2v + e - 1, V = LANES; dq and dx read / written flat as above."""
     B, C, H, W = dx.shape
     V = LANES
     G, v_ = B // V, np.uint64(V)
+    P = dq.shape[1]
+    dq_f, dx_f, plane = dq.ravel(), dx.ravel(), np.uint64(C * H * W)
     size = (Ho + 1) * R * V
     for cg in prange(C * G):
         c, g = cg // G, cg % G
+        dst = np.uint64((g * V * C + c) * H * W)     # dx[g*V, c, 0, 0]
         for h in range(H):
             u, a = (h + 1) // 2, (h + 1) % 2
             for w in range(W):
                 v, e = (w + 1) // 2, (w + 1) % 2
-                line = dq[4 * c + 2 * a + e]
-                s = np.uint64(g * size + (u * R + v) * V)
+                s = np.uint64((4 * c + 2 * a + e) * P + g * size + (u * R + v) * V)
+                d = dst + np.uint64(h * W + w)
                 for lane in range(v_):
-                    dx[g * V + lane, c, h, w] = line[s + lane]
+                    dx_f[d + lane * plane] = dq_f[s + lane]
     return dx
 
 
@@ -311,6 +317,6 @@ def conv4x4s2_backward_cpu(dy, x, w, need_bias=True):
     dq = conv2x2_line(dyl, line_shifts(len(dyl)), w_dx, g.row, g.col, 1, g.P, g.P, CHUNK,
                       scratch("q", (4 * Cin, g.P), x.dtype))  # q is done with; 4Cin needs no spare rows
     to_space = depth_to_space_line if g.V == 1 else depth_to_space_lanes
-    dx = to_space(dq, Ho, g.R, np.empty_like(x))                              # (B, Cin, H, W)
+    dx = to_space(dq, Ho, g.R, np.empty(x.shape, x.dtype))                    # (B, Cin, H, W)
     db = dy.sum(axis=(0, 2, 3)) if need_bias else None                        # (Cout,)
     return dx, dw, db

@@ -158,25 +158,28 @@ def from_line(grid, R, bias, y):
 
 # Loop mapping: prange over (c, g); iteration (c, g) writes group g's stretch
 # of line c, and the first and last groups the zero head and tail. The inner
-# loop gathers pixel (h, w) of the V = LANES images (C*H*W values apart in x)
-# into one point: V contiguous values.
+# loop gathers pixel (h, w) of the V = LANES images into one point: V
+# contiguous values, read `plane` = C*H*W values apart from the flat x (flat,
+# unsigned offsets: 0.73-0.85x the time of indexing x[b, c, h, w]).
 @njit(parallel=True, cache=True)
 def to_lanes(x, R, xl):
     """xl[c, ((R+1) + (g*(H+1) + h)*R + w)*V + v] = x[g*V + v, c, h, w], zero elsewhere; V = LANES."""
     B, C, H, W = x.shape
     V = LANES
     G, v_ = B // V, np.uint64(V)
+    x_f, plane = x.ravel(), np.uint64(C * H * W)   # lane v of a point is v*plane further in x_f
     head, size = (R + 1) * V, (H + 1) * R * V      # zeros before group 0; one group's stretch
     for cg in prange(C * G):
         c, g = cg // G, cg % G
         line = xl[c]
         zero_ends(line, head, head + G * size, g == 0, g == G - 1)
         base = head + g * size
+        src = np.uint64((g * V * C + c) * H * W)   # x[g*V, c, 0, 0]
         for h in range(H):
             for w in range(W):
-                o = np.uint64(base + (h * R + w) * V)
+                o, s = np.uint64(base + (h * R + w) * V), src + np.uint64(h * W + w)
                 for v in range(v_):
-                    line[o + v] = x[g * V + v, c, h, w]
+                    line[o + v] = x_f[s + v * plane]
             o = base + (h * R + W) * V
             line[o:o + V] = 0                      # the zero point between row h and row h + 1
         line[base + H * R * V:base + size] = 0     # the zero row after group g
@@ -184,7 +187,8 @@ def to_lanes(x, R, xl):
 
 
 # Loop mapping: prange over (o, g); iteration (o, g) reads group g's stretch
-# of grid row o (L1-sized) and scatters each point's V = LANES values to the V images.
+# of grid row o (L1-sized) and scatters each point's V = LANES values to the
+# V images, `plane` values apart in the flat y (as in to_lanes).
 @njit(parallel=True, cache=True)
 def from_lanes(grid, R, bias, y):
     """y[g*V + v, o, h, w] = grid[o, ((g*(H+1) + h)*R + w)*V + v] + bias[o], V = LANES:
@@ -192,15 +196,17 @@ def from_lanes(grid, R, bias, y):
     B, C, H, W = y.shape
     V = LANES
     G, v_ = B // V, np.uint64(V)
+    y_f, plane = y.ravel(), np.uint64(C * H * W)
     size = (H + 1) * R * V
     for og in prange(C * G):
         o, g = og // G, og % G
         row, bias_o = grid[o], bias[o]
+        dst = np.uint64((g * V * C + o) * H * W)   # y[g*V, o, 0, 0]
         for h in range(H):
             for w in range(W):
-                s = np.uint64(g * size + (h * R + w) * V)
+                s, d = np.uint64(g * size + (h * R + w) * V), dst + np.uint64(h * W + w)
                 for v in range(v_):
-                    y[g * V + v, o, h, w] = row[s + v] + bias_o
+                    y_f[d + v * plane] = row[s + v] + bias_o
     return y
 
 
@@ -210,7 +216,10 @@ def to_lines(x, g, xl):
 
 
 def from_lines(grid, g, bias, y):
-    """The outputs y (B, C, H, W) = grid (C, g.P) without its junk, plus bias (C,)."""
+    """The outputs y (B, C, H, W) = grid (C, g.P) without its junk, plus bias (C,);
+    y C-contiguous (from_lanes writes it through a flat view)."""
+    if not y.flags.c_contiguous:
+        raise ValueError("from_lines: y must be C-contiguous")
     return from_line(grid, g.R, bias, y) if g.V == 1 else from_lanes(grid, g.R, bias, y)
 
 
