@@ -211,15 +211,15 @@ def conv3x3_shared_forward_cpu(xs, ws, bs):
             for k, b in enumerate(bs)]                                         # [(B, Cout_k, H, W)]
 
 
-def conv3x3_grid(xs, ws):
+def conv3x3_grid(xs, ws, g=None):
     """(grid, g, o): the convs of conv3x3_shared_forward_cpu on their output grid, no bias:
-    grid (grid_rows(sum Cout_k), g.P) on Lines g, conv k in rows o[k]:o[k + 1]. The
-    grid is a scratch array, overwritten by the next conv."""
+    grid (grid_rows(sum Cout_k), g.P) on Lines g (by default lines() of these convs),
+    conv k in rows o[k]:o[k + 1]. The grid is a scratch array, overwritten by the next conv."""
     xs, ws = [np.ascontiguousarray(x) for x in xs], [np.ascontiguousarray(w) for w in ws]
     B, _, H, W = xs[0].shape
     dtype = xs[0].dtype
     Cin, o = sum(x.shape[1] for x in xs), offsets(w.shape[0] for w in ws)
-    g = lines(B, H, W, min(Cin, o[-1]))
+    g = lines(B, H, W, min(Cin, o[-1])) if g is None else g
     xl = parts_to_lines(xs, g, scratch("xl", (Cin, g.L), dtype))                # (Cin, L)
     w = ws[0] if len(ws) == 1 else np.concatenate(ws)                          # (sum Cout_k, Cin, 3, 3)
     grid = conv3x3_line(xl, w, *steps(g), scratch("grid", (grid_rows(o[-1]), g.P), dtype))  # (Cout+, P)
