@@ -54,16 +54,17 @@ LANES = 16      # V of the lanes layout: images per point. A compile-time consta
 # to_lanes / from_lanes: with V passed as an argument they measured 2x slower
 # (their inner loop over the V images is then not unrolled into one gather).
 USE_LANES = True  # False: always one image per point (for A/B timing and tests)
-# When lanes pay (lanes(): measured per conv of the anchor U-Net, forward and
-# backward, batch 32 and 64, lanes / V = 1). Their copies in and out cost more
-# than V = 1's, so the kernel must gain enough per copied value:
+# When lanes pay (lanes()). Per conv of the anchor U-Net, forward and backward,
+# batch 32 and 64, lanes / V = 1 (their copies in and out cost more than
+# V = 1's, so the kernel must gain enough per copied value):
 #   7x7 (31% junk -> 14%):     0.79-0.91x   14x14 (15% -> 7%):  0.81-0.94x
 #   28x28 (7% -> 3.5%), 32 -> 32 channels: 0.87-0.98x, 16 -> 16: 0.91-1.08x,
 #   1 -> 16 and 16 -> 1: 1.01-1.51x.
-LANES_MIN_CHANNELS = 16          # min(Cin, Cout) for lanes at all ...
-LANES_MAX_PIXELS = 14 * 14       # ... and for images larger than this,
-LANES_MIN_CHANNELS_LARGE = 32    # this many
-
+# 28x28 with 16 channels used to stay on V = 1 (whole forward 1.04x slower on
+# lanes); since the lane copies index NCHW flat and no_grad() keeps a ResBlock's
+# middle on the lines, lanes there too measured (one process, alternating):
+# no_grad forward 0.979-0.987x, train step 0.992x. So the rule is the channels.
+LANES_MIN_CHANNELS = 16          # min(Cin, Cout) for lanes
 
 class Lines(NamedTuple):
     """Geometry of a batch on the padded lines (values, not bytes)."""
@@ -88,10 +89,10 @@ def line_geometry(B, H, W):
 
 def lanes(B, H, W, C):
     """Images per point for a conv on B images of H x W with C = min(Cin, Cout):
-    LANES when B is a multiple of it and the thresholds above say it pays, else 1."""
+    LANES when B is a multiple of it and C >= LANES_MIN_CHANNELS (above: when it pays), else 1."""
     if not USE_LANES or B % LANES or C < LANES_MIN_CHANNELS:
         return 1
-    return LANES if H * W <= LANES_MAX_PIXELS or C >= LANES_MIN_CHANNELS_LARGE else 1
+    return LANES
 
 
 def lines(B, H, W, C):

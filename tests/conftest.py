@@ -11,9 +11,8 @@ import pytest  # noqa: E402
 def layout(request, monkeypatch):
     """The CPU conv kernels' layout (kernels/lines.py). 'auto': whatever lines.lanes()
     picks; 'lanes': 16 images side by side whenever the batch allows (B a multiple of
-    16), whatever the channels and the size."""
+    16), whatever the channels."""
     if request.param == "lanes":
         lines = pytest.importorskip("minidiff.kernels.lines")
         monkeypatch.setattr(lines, "LANES_MIN_CHANNELS", 1)
-        monkeypatch.setattr(lines, "LANES_MAX_PIXELS", 1 << 30)
     return request.param
