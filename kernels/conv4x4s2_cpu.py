@@ -111,6 +111,16 @@ def depth_to_space_line(dq, Ho, R, dx):
     return dx
 
 
+@njit(inline="always")
+def _phase_point(c, h, w, g, size, R, V, row_len):
+    """Where pixel (h, w) of channel c lies on the phase lanes (4C, row_len), flat: the
+    offset of its point in group g (stretches of `size`), whose V lanes follow it.
+    Row h is phase row u = (h + 1) // 2 of phase a = (h + 1) % 2, and so for columns."""
+    u, a = (h + 1) // 2, (h + 1) % 2
+    v, e = (w + 1) // 2, (w + 1) % 2
+    return np.uint64((4 * c + 2 * a + e) * row_len + g * size + (u * R + v) * V)
+
+
 # Loop mapping: prange over (channel, group of V images); iteration (c, g)
 # zeroes group g's stretch of the four phase lines of channel c (the padding;
 # the last group also the tail), then copies each pixel of its V images to
@@ -137,11 +147,8 @@ def space_to_depth_lanes(x, Ho, R, q):
                 line[G * size:] = 0                  # the tail after the last group
         src = np.uint64((g * V * C + c) * H * W)     # x[g*V, c, 0, 0]
         for h in range(H):
-            u, a = (h + 1) // 2, (h + 1) % 2
             for w in range(W):
-                v, e = (w + 1) // 2, (w + 1) % 2
-                o = np.uint64((4 * c + 2 * a + e) * L + g * size + (u * R + v) * V)
-                s = src + np.uint64(h * W + w)
+                o, s = _phase_point(c, h, w, g, size, R, V, L), src + np.uint64(h * W + w)
                 for lane in range(v_):
                     q_f[o + lane] = x_f[s + lane * plane]
     return q
@@ -161,11 +168,8 @@ def depth_to_space_lanes(dq, Ho, R, dx):
         c, g = cg // G, cg % G
         dst = np.uint64((g * V * C + c) * H * W)     # dx[g*V, c, 0, 0]
         for h in range(H):
-            u, a = (h + 1) // 2, (h + 1) % 2
             for w in range(W):
-                v, e = (w + 1) // 2, (w + 1) % 2
-                s = np.uint64((4 * c + 2 * a + e) * P + g * size + (u * R + v) * V)
-                d = dst + np.uint64(h * W + w)
+                s, d = _phase_point(c, h, w, g, size, R, V, P), dst + np.uint64(h * W + w)
                 for lane in range(v_):
                     dx_f[d + lane * plane] = dq_f[s + lane]
     return dx

@@ -185,8 +185,8 @@ def conv3x3_norm_conv3x3_forward(xs, ws, bs, norm_weight, norm_bias, shift, num_
     and s_k = conv3x3(x, ws[k]) + bs[k], x = concatenate(xs, axis=1), all 3x3 stride 1
     padding 1; the GroupNorm's groups and eps as in nn.GroupNorm, shift (B, Cout_0).
     On the CPU kernels the middle activation stays on the conv lines
-    (conv_norm_conv_cpu.py); None when no kernel takes these arrays or shapes (the
-    caller then runs the layers), and always None on the reference path."""
+    (conv_norm_conv_cpu.py); None when no kernel takes these arrays (the caller then
+    runs the layers): on the reference path, and for CuPy arrays (no CUDA version)."""
     _check_shared(xs, ws, bs, "biases")
     fwd = _kernel("conv_norm_conv", "conv3x3_norm_conv3x3_forward",
                   [*xs, *ws, *bs, norm_weight, norm_bias, shift, w2, b2])
