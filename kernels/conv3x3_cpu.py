@@ -205,10 +205,15 @@ def conv3x3_shared_forward_cpu(xs, ws, bs):
     """
     B, _, H, W = xs[0].shape
     dtype = xs[0].dtype
-    bs = [np.zeros(w.shape[0], dtype) if b is None else np.ascontiguousarray(b) for w, b in zip(ws, bs)]
+    bs = conv_biases(ws, bs, dtype)
     grid, g, o = conv3x3_grid(xs, ws)                                          # (Cout+, P)
     return [from_lines(grid[o[k]:o[k + 1]], g, b, np.empty((B, o[k + 1] - o[k], H, W), dtype))
             for k, b in enumerate(bs)]                                         # [(B, Cout_k, H, W)]
+
+
+def conv_biases(ws, bs, dtype):
+    """The biases of the convs with weights ws as contiguous arrays, zeros for None."""
+    return [np.zeros(w.shape[0], dtype) if b is None else np.ascontiguousarray(b) for w, b in zip(ws, bs)]
 
 
 def conv3x3_grid(xs, ws, g=None):

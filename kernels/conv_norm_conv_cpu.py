@@ -22,7 +22,7 @@ forward took 0.971x and 1.002x the time of from_lines + GroupNorm+SiLU + add.
 """
 import numpy as np
 
-from .conv3x3_cpu import conv3x3_grid, conv3x3_line, grid_rows, steps
+from .conv3x3_cpu import conv3x3_grid, conv3x3_line, conv_biases, grid_rows, steps
 from .groupnorm_lines_cpu import groupnorm_silu_to_lines
 from .lines import from_lines, lines
 from .scratch import scratch
@@ -38,7 +38,7 @@ def conv3x3_norm_conv3x3_forward_cpu(xs, ws, bs, norm_weight, norm_bias, shift, 
     C1, C2 = ws[0].shape[0], w2.shape[0]
     g = lines(B, H, W, min(C1, C2))                  # the second conv's layout, for both
     grid, _, o = conv3x3_grid(xs, ws, g)                                     # (Cout+, P)
-    bs = [np.zeros(w.shape[0], dtype) if b is None else np.ascontiguousarray(b) for w, b in zip(ws, bs)]
+    bs = conv_biases(ws, bs, dtype)
     others = [from_lines(grid[o[k]:o[k + 1]], g, bs[k], np.empty((B, o[k + 1] - o[k], H, W), dtype))
               for k in range(1, len(ws))]                                  # [(B, Cout_k, H, W)]
     weight = np.ones(C1, dtype) if norm_weight is None else np.ascontiguousarray(norm_weight)

@@ -157,33 +157,43 @@ def from_line(grid, R, bias, y):
     return y
 
 
+@njit(inline="always")
+def gather_lanes(line, base, src_f, src, plane, row_step, col_step, H, W, R):
+    """One group's stretch of a lanes line, starting at `base`: point (h, w) (h < H, w < W)
+    gets the V = LANES values src_f[src + h*row_step + w*col_step + v*plane], v < V, and
+    the zero point after each row and the zero row after the group are written as 0.
+    Offsets are unsigned, so the index arithmetic has no negative-index tests."""
+    V = LANES
+    v_ = np.uint64(V)
+    for h in range(H):
+        for w in range(W):
+            o = np.uint64(base + (h * R + w) * V)
+            s = np.uint64(src + h * row_step + w * col_step)
+            for v in range(v_):
+                line[o + v] = src_f[s + v * plane]
+        o = base + (h * R + W) * V
+        line[o:o + V] = 0                          # the zero point between row h and row h + 1
+    line[base + H * R * V:base + (H + 1) * R * V] = 0   # the zero row after the group
+
+
 # Loop mapping: prange over (c, g); iteration (c, g) writes group g's stretch
-# of line c, and the first and last groups the zero head and tail. The inner
-# loop gathers pixel (h, w) of the V = LANES images into one point: V
-# contiguous values, read `plane` = C*H*W values apart from the flat x (flat,
-# unsigned offsets: 0.73-0.85x the time of indexing x[b, c, h, w]).
+# of line c, and the first and last groups the zero head and tail. Each point
+# gathers pixel (h, w) of the V = LANES images: V contiguous values, read
+# `plane` = C*H*W values apart from the flat x (flat, unsigned offsets:
+# 0.73-0.85x the time of indexing x[b, c, h, w]).
 @njit(parallel=True, cache=True)
 def to_lanes(x, R, xl):
     """xl[c, ((R+1) + (g*(H+1) + h)*R + w)*V + v] = x[g*V + v, c, h, w], zero elsewhere; V = LANES."""
     B, C, H, W = x.shape
     V = LANES
-    G, v_ = B // V, np.uint64(V)
+    G = B // V
     x_f, plane = x.ravel(), np.uint64(C * H * W)   # lane v of a point is v*plane further in x_f
     head, size = (R + 1) * V, (H + 1) * R * V      # zeros before group 0; one group's stretch
     for cg in prange(C * G):
         c, g = cg // G, cg % G
         line = xl[c]
         zero_ends(line, head, head + G * size, g == 0, g == G - 1)
-        base = head + g * size
-        src = np.uint64((g * V * C + c) * H * W)   # x[g*V, c, 0, 0]
-        for h in range(H):
-            for w in range(W):
-                o, s = np.uint64(base + (h * R + w) * V), src + np.uint64(h * W + w)
-                for v in range(v_):
-                    line[o + v] = x_f[s + v * plane]
-            o = base + (h * R + W) * V
-            line[o:o + V] = 0                      # the zero point between row h and row h + 1
-        line[base + H * R * V:base + size] = 0     # the zero row after group g
+        gather_lanes(line, head + g * size, x_f, (g * V * C + c) * H * W, plane, W, 1, H, W, R)
     return xl
 
 

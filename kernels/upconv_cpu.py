@@ -45,7 +45,7 @@ from . import numba_threads  # noqa: F401  (selects the threading layer first)
 from .conv3x3_cpu import chunks, grid_rows, steps
 from .conv3x3_reference import flip_taps
 from .conv4x4s2_cpu import conv2x2_line, conv2x2_line_weight_grad, line_shifts
-from .lines import LANES, from_lines, lines, to_lines, zero_ends
+from .lines import LANES, from_lines, gather_lanes, lines, to_lines, zero_ends
 from .scratch import scratch
 from .upconv_phases import PHASES, phase_weights, phase_weights_grad
 
@@ -108,7 +108,7 @@ def phases_to_image_lanes(grids, R, bias, y):
 # Loop mapping: prange over (c, group of V images); iteration (c, g) writes
 # group g's stretch of the four phase lines of channel c (and the first and
 # last groups the zero head and tail); each point gathers the V images' pixel
-# from the flat d, `plane` values apart.
+# from the flat d, `plane` values apart (lines.gather_lanes, as to_lanes).
 @njit(parallel=True, cache=True)
 def phase_lines_lanes(d, R, dl):
     """dl[(2a + e) C + c, ((R + 1) + (g*(H+1) + u)*R + v)*V + lane] = d[g*V + lane, c, 2u + a, 2v + e],
@@ -116,26 +116,18 @@ def phase_lines_lanes(d, R, dl):
     B, C, H2, W2 = d.shape
     H, W = H2 // 2, W2 // 2
     V = LANES
-    G, v_ = B // V, np.uint64(V)
+    G = B // V
     d_f, plane = d.ravel(), np.uint64(C * H2 * W2)
     head, size = (R + 1) * V, (H + 1) * R * V
     for cg in prange(C * G):
         c, g = cg // G, cg % G
-        base = head + g * size
-        src = np.uint64((g * V * C + c) * H2 * W2)   # d[g*V, c, 0, 0]
+        src = (g * V * C + c) * H2 * W2            # d[g*V, c, 0, 0]
         for ae in range(4):
             a, e = ae // 2, ae % 2
             line = dl[ae * C + c]
             zero_ends(line, head, head + G * size, g == 0, g == G - 1)
-            for u in range(H):
-                for v in range(W):
-                    o = np.uint64(base + (u * R + v) * V)
-                    s = src + np.uint64((2 * u + a) * W2 + 2 * v + e)
-                    for lane in range(v_):
-                        line[o + lane] = d_f[s + lane * plane]
-                o = base + (u * R + W) * V
-                line[o:o + V] = 0                # the zero point between row u and row u + 1
-            line[base + H * R * V:base + size] = 0   # the zero row after group g
+            # phase (a, e) is d[.., 2u + a, 2v + e]: rows 2*W2 apart, columns 2
+            gather_lanes(line, head + g * size, d_f, src + a * W2 + e, plane, 2 * W2, 2, H, W, R)
     return dl
 
 
