@@ -222,11 +222,11 @@ def ddim_step(x_t, eps_hat, abar, abar_next, sigma, z=None, clip=True, out=None,
     return step(x_t, eps_hat, abar, abar_next, sigma, z=z, clip=clip, out=out, x0_out=x0_out)
 
 
-def groupnorm_silu_forward(x, weight, bias, shift, num_groups, eps, silu=True):
-    """(y, mean, rstd): y = SiLU(GroupNorm(x) + shift[:, :, None...]); see groupnorm_reference.py."""
-    fwd = (_kernel("groupnorm", "groupnorm_silu_forward", [x, weight, bias, shift])
+def groupnorm_silu_forward(x, weight, bias, shift, num_groups, eps, silu=True, residual=None):
+    """(y, mean, rstd): y = SiLU(GroupNorm(x) + shift[:, :, None...]) [+ residual]; see groupnorm_reference.py."""
+    fwd = (_kernel("groupnorm", "groupnorm_silu_forward", [x, weight, bias, shift, residual])
            or groupnorm_silu_forward_reference)
-    return fwd(x, weight, bias, shift, num_groups, eps, silu=silu)
+    return fwd(x, weight, bias, shift, num_groups, eps, silu=silu, residual=residual)
 
 
 def groupnorm_silu_backward(dy, x, mean, rstd, weight, bias, shift, num_groups, silu=True):

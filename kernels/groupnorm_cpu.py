@@ -32,7 +32,7 @@ from numba import njit, prange
 
 from . import numba_threads  # noqa: F401  (selects the threading layer first)
 from .fast_exp import fast_exp
-from .groupnorm_reference import check_groupnorm_args, check_stats
+from .groupnorm_reference import check_groupnorm_args, check_residual, check_stats
 
 # Below this many elements the serial loop wins: a parallel launch costs tens of
 # microseconds. Timed alone, the serial loop also won at U-Net sizes
@@ -88,7 +88,7 @@ def _sum_dh_xhat(dh, x, start, n, m, r):
 # then the squared deviations), then one pass per channel row c writing
 # y = SiLU((x - mean) * weight[c] rstd + bias[c] + shift[b, c]).
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
-def _forward_group(bg, x_f, B, C, S, G, weight, bias, shift, eps, silu, y_f, mean, rstd):
+def _forward_group(bg, x_f, B, C, S, G, weight, bias, shift, eps, silu, add, r_f, y_f, mean, rstd):
     b, g = bg // G, bg % G
     Cg = C // G
     n = Cg * S
@@ -99,34 +99,34 @@ def _forward_group(bg, x_f, B, C, S, G, weight, bias, shift, eps, silu, y_f, mea
     mean[b, g] = m
     rstd[b, g] = 1.0 / math.sqrt(var + eps)
     m_t, r_t = mean[b, g], rstd[b, g]                                 # in the input dtype
+    zero = x_f.dtype.type(0)
     for c in range(g * Cg, (g + 1) * Cg):
         scale, offset = weight[c] * r_t, bias[c] + shift[b, c]
         o = np.uint64((b * C + c) * S)
-        if silu:
-            for k in range(np.uint64(S)):
-                h = (x_f[o + k] - m_t) * scale + offset
-                y_f[o + k] = h * _sigmoid(h, one)
-        else:
-            for k in range(np.uint64(S)):
-                y_f[o + k] = (x_f[o + k] - m_t) * scale + offset
+        for k in range(np.uint64(S)):
+            h = (x_f[o + k] - m_t) * scale + offset
+            if silu:
+                h = h * _sigmoid(h, one)
+            y_f[o + k] = h + (r_f[o + k] if add else zero)
 
 
 # Loop mapping: prange over the B*G pairs (b, g), each done by _forward_group.
+# `add`: y += residual (r, x's shape); without one, r is any (B, C, S) array, not read.
 @njit(parallel=True, cache=True)
-def groupnorm_silu_forward_kernel(x, weight, bias, shift, G, eps, silu, y, mean, rstd):
+def groupnorm_silu_forward_kernel(x, weight, bias, shift, G, eps, silu, add, r, y, mean, rstd):
     B, C, S = x.shape
-    x_f, y_f = x.ravel(), y.ravel()                                   # flat (B*C*S,) views
+    x_f, y_f, r_f = x.ravel(), y.ravel(), r.ravel()                   # flat (B*C*S,) views
     for bg in prange(B * G):
-        _forward_group(bg, x_f, B, C, S, G, weight, bias, shift, eps, silu, y_f, mean, rstd)
+        _forward_group(bg, x_f, B, C, S, G, weight, bias, shift, eps, silu, add, r_f, y_f, mean, rstd)
 
 
 # The same loop run serially, for small inputs (see PARALLEL_MIN_SIZE).
 @njit(cache=True)
-def groupnorm_silu_forward_serial(x, weight, bias, shift, G, eps, silu, y, mean, rstd):
+def groupnorm_silu_forward_serial(x, weight, bias, shift, G, eps, silu, add, r, y, mean, rstd):
     B, C, S = x.shape
-    x_f, y_f = x.ravel(), y.ravel()                                   # flat (B*C*S,) views
+    x_f, y_f, r_f = x.ravel(), y.ravel(), r.ravel()                   # flat (B*C*S,) views
     for bg in range(B * G):
-        _forward_group(bg, x_f, B, C, S, G, weight, bias, shift, eps, silu, y_f, mean, rstd)
+        _forward_group(bg, x_f, B, C, S, G, weight, bias, shift, eps, silu, add, r_f, y_f, mean, rstd)
 
 
 # --- backward -------------------------------------------------------------------------
@@ -199,15 +199,17 @@ def _operands(x, weight, bias, shift, B, C, S):
     return x3, weight, bias, shift
 
 
-def groupnorm_silu_forward_cpu(x, weight, bias, shift, num_groups, eps, silu=True):
+def groupnorm_silu_forward_cpu(x, weight, bias, shift, num_groups, eps, silu=True, residual=None):
     """(y, mean, rstd); see groupnorm_reference.groupnorm_silu_forward_reference."""
     B, C, G, S = check_groupnorm_args(x, weight, bias, shift, num_groups)
+    check_residual(residual, x)
     x3, w, b, sh = _operands(x, weight, bias, shift, B, C, S)
+    r3 = x3 if residual is None else np.ascontiguousarray(residual).reshape(B, C, S)   # (B, C, S)
     y = np.empty_like(x3)                                             # (B, C, S)
     mean = np.empty((B, G), x.dtype)                                  # (B, G)
     rstd = np.empty((B, G), x.dtype)                                  # (B, G)
     kernel = groupnorm_silu_forward_kernel if x3.size >= PARALLEL_MIN_SIZE else groupnorm_silu_forward_serial
-    kernel(x3, w, b, sh, G, float(eps), bool(silu), y, mean, rstd)
+    kernel(x3, w, b, sh, G, float(eps), bool(silu), residual is not None, r3, y, mean, rstd)
     return y.reshape(x.shape), mean, rstd
 
 

@@ -21,7 +21,7 @@ from numba import config, cuda, float32, float64
 from minidiff.backend import get_xp
 
 from .conv_cuda import as_kernel_arg
-from .groupnorm_reference import check_groupnorm_args, check_stats
+from .groupnorm_reference import check_groupnorm_args, check_residual, check_stats
 
 TPB = 16 if config.ENABLE_CUDASIM else 128       # threads per block: a power of two
 
@@ -54,9 +54,9 @@ def groupnorm_kernels(dtype, tpb):
 
     # Block (b, g): pass 1 and 2 reduce sum x and sum (x - mean)^2 over the
     # group (two-pass variance, float64); pass 3 writes y for element i of the
-    # group, channel c = g*C/G + i // S, position i % S.
+    # group, channel c = g*C/G + i // S, position i % S (plus res there when `add`).
     @cuda.jit
-    def forward(x, weight, bias, shift, G, eps, silu, y, mean, rstd):
+    def forward(x, weight, bias, shift, G, eps, silu, add, res, y, mean, rstd):
         part = cuda.shared.array(shape=(tpb,), dtype=float64)
         bg, t = cuda.blockIdx.x, cuda.threadIdx.x
         B, C, S = x.shape
@@ -84,6 +84,8 @@ def groupnorm_kernels(dtype, tpb):
             h = (x[b, c, s] - m_t) * (weight[c] * r_t) + bias[c] + shift[b, c]
             if silu:
                 h = h / (one + math.exp(-h))           # h sigmoid(h)
+            if add:
+                h += res[b, c, s]
             y[b, c, s] = h
 
     # Block (b, g), channel row by channel row: pass 1 computes dh = dy SiLU'(h)
@@ -143,17 +145,19 @@ def _operands(x, weight, bias, shift, B, C, S):
     return x3, weight, bias, shift
 
 
-def groupnorm_silu_forward_cuda(x, weight, bias, shift, num_groups, eps, silu=True):
+def groupnorm_silu_forward_cuda(x, weight, bias, shift, num_groups, eps, silu=True, residual=None):
     """(y, mean, rstd) in one launch of B*G blocks; see groupnorm_reference."""
     B, C, G, S = check_groupnorm_args(x, weight, bias, shift, num_groups)
+    check_residual(residual, x)
     xp = get_xp(x)
     x3, w, b, sh = _operands(x, weight, bias, shift, B, C, S)
+    r3 = x3 if residual is None else xp.ascontiguousarray(residual).reshape(B, C, S)  # (B, C, S); x3: not read
     y = xp.empty_like(x3)                                             # (B, C, S)
     mean = xp.empty((B, G), x.dtype)                                  # (B, G)
     rstd = xp.empty((B, G), x.dtype)                                  # (B, G)
     forward, _ = groupnorm_kernels(x.dtype, TPB)
     forward[B * G, TPB](*map(as_kernel_arg, (x3, w, b, sh)), G, float(eps), bool(silu),
-                        *map(as_kernel_arg, (y, mean, rstd)))
+                        residual is not None, *map(as_kernel_arg, (r3, y, mean, rstd)))
     return y.reshape(x.shape), mean, rstd
 
 

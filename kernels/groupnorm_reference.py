@@ -7,6 +7,7 @@ group g, over its n = C/G * prod(spatial) entries (biased variance):
     xhat = (x - mean) * rstd
     h    = weight[c] * xhat + bias[c] + shift[b, c]
     y    = SiLU(h) = h * sigmoid(h)          (silu=False: y = h)
+    y   += residual                          (when a residual of x's shape is given)
 
 weight, bias (C,) or None (1 and 0); shift (B, C) or None (0). Backward, with
 dh = dy * SiLU'(h), SiLU'(h) = s (1 + h (1 - s)), s = sigmoid(h), g = dh * weight
@@ -43,6 +44,17 @@ def check_groupnorm_args(x, weight, bias, shift, num_groups):
     return B, C, int(num_groups), S
 
 
+def check_residual(residual, x):
+    """residual: None, or an array of x's shape and dtype (added to the forward's output)."""
+    if residual is None:
+        return
+    if tuple(getattr(residual, "shape", ())) != tuple(x.shape):
+        raise ValueError(f"residual: expected shape {tuple(x.shape)} or None, "
+                         f"got {tuple(getattr(residual, 'shape', ()))}")
+    if residual.dtype != x.dtype:
+        raise TypeError(f"residual: expected dtype {x.dtype} (x's), got {residual.dtype}")
+
+
 def check_stats(mean, rstd, B, G):
     for name, a in (("mean", mean), ("rstd", rstd)):
         if tuple(a.shape) != (B, G):
@@ -77,10 +89,11 @@ def _row_offset(bias, shift, rstd, C):
     return offset
 
 
-def groupnorm_silu_forward_reference(x, weight, bias, shift, num_groups, eps, silu=True):
-    """(y, mean, rstd): y = SiLU(weight xhat + bias + shift) (x's shape), mean and rstd (B, G)."""
+def groupnorm_silu_forward_reference(x, weight, bias, shift, num_groups, eps, silu=True, residual=None):
+    """(y, mean, rstd): y = SiLU(weight xhat + bias + shift) [+ residual] (x's shape), mean and rstd (B, G)."""
     xp = get_xp(x)
     B, C, G, S = check_groupnorm_args(x, weight, bias, shift, num_groups)
+    check_residual(residual, x)
     xg = x.reshape(B, G, -1)                                           # (B, G, n)
     mean = xg.mean(axis=2)                                             # (B, G)
     xc = xg - mean[:, :, None]                                         # (B, G, n)
@@ -94,6 +107,8 @@ def groupnorm_silu_forward_reference(x, weight, bias, shift, num_groups, eps, si
     h += _row_offset(bias, shift, rstd, C)                             # h = weight xhat + bias + shift
     if silu:
         h *= sigmoid(h)                                                # y = h sigmoid(h)
+    if residual is not None:
+        h += residual.reshape(B, C, S)
     return h.reshape(x.shape), mean, rstd
 
 

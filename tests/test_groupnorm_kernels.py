@@ -113,6 +113,42 @@ def test_cpu_kernel_matches_reference(case, silu, dtype):
     assert (dsh is None) == (sh is None) and (dw is None) == (w is None)
 
 
+@pytest.mark.parametrize("silu", [True, False])
+@pytest.mark.parametrize("case", CASES[:7])
+def test_reference_residual_is_added_to_the_output(case, silu):
+    rng = np.random.default_rng(15)
+    x, w, b, sh, G = groupnorm_case(rng, *case)
+    r = rng.standard_normal(x.shape)
+    y, mean, rstd = groupnorm_silu_forward_reference(x, w, b, sh, G, 1e-5, silu=silu, residual=r)
+    want = naive_forward(x, w, b, sh, G, 1e-5, silu)
+    np.testing.assert_allclose(y, want[0] + r, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(rstd, want[2], rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("parallel_min_size", [0, 1 << 40])
+@pytest.mark.parametrize("silu", [True, False])
+def test_cpu_kernel_with_residual_matches_reference(silu, parallel_min_size, dtype, monkeypatch):
+    """y = SiLU(GroupNorm(x) + shift) + residual in one pass, parallel and serial, a
+    non-contiguous residual too; the residual is read only, never written."""
+    monkeypatch.setattr(cpu, "PARALLEL_MIN_SIZE", parallel_min_size)
+    rng = np.random.default_rng(16)
+    for case in (CASES[0], CASES[2], CASES[4], CASES[6], CASES[7]):
+        x, w, b, sh, G = groupnorm_case(rng, *case, dtype=dtype)
+        r = rng.standard_normal(x.shape).astype(dtype)
+        r_before = r.copy()
+        y, _, _ = check_kernel(cpu.groupnorm_silu_forward_cpu, groupnorm_silu_forward_reference,
+                               (x, w, b, sh, G, 1e-5), {"silu": silu, "residual": r})
+        np.testing.assert_array_equal(r, r_before)
+        y0, _, _ = cpu.groupnorm_silu_forward_cpu(x, w, b, sh, G, 1e-5, silu=silu)
+        np.testing.assert_allclose(y - y0, r, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                                   atol=1e-5 if dtype == np.float32 else 1e-12)
+    x, w, b, sh, G = groupnorm_case(rng, (2, 4, 5, 3), 2, dtype=dtype)
+    r = np.asfortranarray(rng.standard_normal(x.shape).astype(dtype))
+    check_kernel(cpu.groupnorm_silu_forward_cpu, groupnorm_silu_forward_reference,
+                 (x, w, b, sh, G, 1e-5), {"silu": silu, "residual": r})
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("parallel_min_size", [0, 1 << 40])
 def test_cpu_parallel_and_serial_loops_match_reference(parallel_min_size, dtype, monkeypatch):
@@ -176,6 +212,10 @@ def test_dispatch_numpy_goes_to_numba_and_reference_mode_to_reference(monkeypatc
         kernels.groupnorm_silu_backward(np.ones_like(y), x, mean, rstd, w, b, sh, G)
     assert len(fwd_ref) == len(bwd_ref) == 1 and len(fwd_cpu) == 1
     np.testing.assert_allclose(y, y2, rtol=1e-5, atol=1e-6)
+    r = np.random.default_rng(8).standard_normal(x.shape).astype(np.float32)
+    y3, _, _ = kernels.groupnorm_silu_forward(x, w, b, sh, G, 1e-5, residual=r)   # the kernel, with a residual
+    assert len(fwd_cpu) == 2
+    np.testing.assert_allclose(y3, y + r, rtol=1e-5, atol=1e-6)
 
 
 def test_dispatch_mixed_dtypes_and_device_arrays_take_the_reference():
@@ -206,6 +246,10 @@ def test_forward_errors_name_the_argument(fwd):
         fwd(np.zeros(6, np.float32), None, None, None, 3, 1e-5)
     with pytest.raises(TypeError, match="x: expected a float"):
         fwd(np.zeros((2, 6), np.int64), None, None, None, 3, 1e-5)
+    with pytest.raises(ValueError, match="residual: expected shape"):
+        fwd(x, None, None, None, 3, 1e-5, residual=np.zeros((2, 6, 3, 2), np.float32))
+    with pytest.raises(TypeError, match="residual: expected dtype float32"):
+        fwd(x, None, None, None, 3, 1e-5, residual=np.zeros(x.shape, np.float64))
 
 
 @pytest.mark.parametrize("bwd", [groupnorm_silu_backward_reference, cpu.groupnorm_silu_backward_cpu])

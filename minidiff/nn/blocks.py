@@ -130,9 +130,7 @@ class ResBlock(Layer):
             x = concat_channels(parts)                                # (B, in, H, W)
             h = self.in_layers.forward(x, emb)                        # (B, out, H, W)
             s = x if self.skip is None else self.skip.forward(x)      # (B, out, H, W)
-        h = self.out_norm.forward(self.out_conv.forward(h))          # (B, out, H, W), a fresh array
-        h += s
-        return h
+        return self.out_norm.forward(self.out_conv.forward(h), residual=s)   # (B, out, H, W)
 
     def _forward_no_grad(self, parts, emb):
         """The forward under no_grad(): on the CPU kernels conv_in -> GroupNorm+SiLU -> out_conv
@@ -153,9 +151,7 @@ class ResBlock(Layer):
         else:
             x = concat_channels(parts)                                # (B, in, H, W)
             s = x if self.skip is None else self.skip.forward(x)      # (B, out, H, W)
-        h = self.out_norm.forward(outs[0])                            # (B, out, H, W), a fresh array
-        h += s
-        return h
+        return self.out_norm.forward(outs[0], residual=s)             # (B, out, H, W)
 
     def backward(self, dy):
         from minidiff.kernels import conv3x3_shared_backward

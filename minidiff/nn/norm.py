@@ -33,7 +33,7 @@ class GroupNorm(Layer):
     def forward(self, x):
         return self._forward(x, None)
 
-    def _forward(self, x, shift):
+    def _forward(self, x, shift, residual=None):
         from minidiff.kernels import groupnorm_silu_forward
         if x.ndim < 2 or x.shape[1] != self.num_channels:
             raise ValueError(f"{type(self).__name__}: expected input (B, {self.num_channels}, ...), "
@@ -44,7 +44,7 @@ class GroupNorm(Layer):
         self.x, self.shift = x, shift                                    # (B, C, ...), (B, C) or None
         y, self.mean, self.rstd = groupnorm_silu_forward(
             x, self.params.get("weight"), self.params.get("bias"), shift,
-            self.num_groups, self.eps, silu=self.silu)                  # y (B, C, ...), (B, G) x 2
+            self.num_groups, self.eps, silu=self.silu, residual=residual)  # y (B, C, ...), (B, G) x 2
         return y
 
     def backward(self, dy):
@@ -68,15 +68,17 @@ class GroupNormSiLU(GroupNorm):
 
         h = weight[c] * xhat + bias[c] + shift[b, c],   y = h * sigmoid(h)
 
-    forward(x, shift=None): x (B, C, *spatial), shift (B, C) or None -> y, x's shape.
+    forward(x, shift=None, residual=None): x (B, C, *spatial), shift (B, C) or None -> y, x's
+    shape; a residual (x's shape) is added to y in the same pass (y = SiLU(h) + residual: a
+    ResBlock's skip; its gradient is dy itself, so backward is unchanged).
     backward(dy) returns dx and leaves d loss / d shift (B, C) in `self.d_shift`
     (None when no shift was given); with dh = dy * sigmoid(h) (1 + h (1 - sigmoid(h)))
     the GroupNorm gradients are those of GroupNorm for dy = dh, and d_shift = sum_spatial dh.
     """
     silu = True
 
-    def forward(self, x, shift=None):
-        return self._forward(x, shift)
+    def forward(self, x, shift=None, residual=None):
+        return self._forward(x, shift, residual)
 
     def preactivation(self):
         """h = GroupNorm(x) + shift of the last forward (B, C, ...), recomputed: for inspection."""

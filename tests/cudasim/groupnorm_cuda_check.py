@@ -52,8 +52,15 @@ def test_groupnorm_silu_cuda_matches_reference(case, silu):
                                    groupnorm_silu_backward_reference,
                                    (dy, x, mean, rstd, w, b, sh, G), {"silu": silu})
     assert dx.dtype == dtype and (dsh is None) == (sh is None) and (dw is None) == (w is None)
+    r = rng.standard_normal(x.shape).astype(dtype)
+    y_r, _, _ = check_kernel(groupnorm_cuda.groupnorm_silu_forward_cuda, groupnorm_silu_forward_reference,
+                             (x, w, b, sh, G, 1e-5), {"silu": silu, "residual": r})
+    np.testing.assert_allclose(y_r - y, r, rtol=1e-5, atol=1e-5)
 
 
 def test_groupnorm_cuda_errors():
     with pytest.raises(ValueError, match="num_groups"):
         groupnorm_cuda.groupnorm_silu_forward_cuda(np.zeros((1, 4, 2, 2), np.float32), None, None, None, 3, 1e-5)
+    with pytest.raises(ValueError, match="residual"):
+        groupnorm_cuda.groupnorm_silu_forward_cuda(np.zeros((1, 4, 2, 2), np.float32), None, None, None, 2, 1e-5,
+                                                   residual=np.zeros((1, 4, 2), np.float32))
