@@ -11,6 +11,9 @@ kernel and a Numba CUDA kernel side by side (installed from the top-level
     groupnorm_lines_cpu.py  conv_norm_conv_cpu.py
                        a ResBlock's conv -> GroupNorm+SiLU -> conv on the lines, for
                        inference (the middle activation never leaves them; CPU)
+    on_lines.py  on_lines_cpu.py
+                       a no_grad forward whose activations stay on image lanes from
+                       layer to layer (OnLines; the U-Net's layers take them; CPU)
     conv4x4s2_cpu.py   4x4 stride-2 convolution as a 2x2 one over input phases (CPU)
     upconv_phases.py  upconv_cpu.py  upconv_cuda.py
                        nearest x2 upsampling + 3x3 convolution as four 2x2 ones on the
@@ -37,11 +40,12 @@ from .dispatch import groupnorm_silu_backward, groupnorm_silu_forward
 from .dispatch import upsample_conv3x3_backward, upsample_conv3x3_forward
 from .dispatch import conv3x3_shared_backward, conv3x3_shared_forward, conv3x3_norm_conv3x3_forward
 from .dispatch import attention_backward, attention_forward
-from .dispatch import adam_step
+from .dispatch import adam_step, lines_flow
+from .on_lines import OnLines
 
 __all__ = ["conv2d_forward", "conv2d_backward", "ddpm_step", "ddim_step",
            "groupnorm_silu_forward", "groupnorm_silu_backward",
            "upsample_conv3x3_forward", "upsample_conv3x3_backward",
            "conv3x3_shared_forward", "conv3x3_shared_backward", "conv3x3_norm_conv3x3_forward",
-           "attention_forward", "attention_backward", "adam_step",
+           "attention_forward", "attention_backward", "adam_step", "lines_flow", "OnLines",
            "use_reference", "reference_mode", "reference_forced", "backend_name"]

@@ -193,6 +193,13 @@ def conv3x3_norm_conv3x3_forward(xs, ws, bs, norm_weight, norm_bias, shift, num_
     return None if fwd is None else fwd(xs, ws, bs, norm_weight, norm_bias, shift, num_groups, eps, w2, b2)
 
 
+def lines_flow(x):
+    """True when a no_grad forward of x (B, C, H, W) may hand its layers OnLines
+    (kernels/on_lines.py): x goes to the CPU kernels and B is a multiple of lines.LANES."""
+    flow = _kernel("on_lines", "lines_flow", [x])
+    return flow is not None and flow(x)
+
+
 def upsample_conv3x3_forward(x, w, b):
     """y (B, Cout, 2H, 2W) = conv3x3(nearest x2 upsampling of x (B, Cin, H, W)) + b, in one
     kernel (upconv_cpu.py, upconv_cuda.py) when one takes these arrays; None when none

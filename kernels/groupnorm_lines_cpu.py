@@ -112,10 +112,13 @@ def _lane_affine(m, r, conv_bias, weight, bias, shift, c, b0, W, scale, offset):
 
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath={"contract"})
-def groupnorm_silu_lanes(grid, conv_bias, weight, bias, shift, G, eps, V, R, H, W, xl, mean, rstd):
+def groupnorm_silu_lanes(grid, conv_bias, weight, bias, shift, G, eps, V, R, H, W, xl, mean, rstd,
+                         add, res, res_bias, res_head):
     """xl (C, L) = the lines of SiLU(GroupNorm(grid + conv_bias) + shift); grid (C, P) on
     Lines with V images per point (any V; meant for LANES) and rows of R = W + 1 points;
-    shift (B, C); mean, rstd (B, G) are written too. G channel groups; eps as in GroupNorm."""
+    shift (B, C); mean, rstd (B, G) are written too. G channel groups; eps as in GroupNorm.
+    `add`: plus a residual at every pixel, res[c, p + res_head] + res_bias[c] for grid point p
+    (res_head = 0: res is a grid; the lines' head: res is lines); else res is not read."""
     C = grid.shape[0]
     B = shift.shape[0]
     Cg, groups = C // G, B // V
@@ -131,16 +134,22 @@ def groupnorm_silu_lanes(grid, conv_bias, weight, bias, shift, G, eps, V, R, H, 
         offset = np.empty(W * V, grid.dtype)
         for c in range(k * Cg, (k + 1) * Cg):
             _lane_affine(m, r, conv_bias, weight, bias, shift, c, i * V, W, scale, offset)
-            x, line = grid[c], xl[c]
+            x, line, rc, rb = grid[c], xl[c], res[c], res_bias[c]
             zero_ends(line, head, head + groups * size, i == 0, i == groups - 1)
+            # the zero row after the group, written before the rows: written after them (as
+            # groupnorm_silu_line does), Numba 0.68 left it out once the residual loop was
+            # there (caught by the tests, which fill the lines with NaN first)
+            line[head + base + H * row:head + base + size] = 0
             for h in range(H):
                 o = np.uint64(base + h * row)
-                out = o + np.uint64(head)
+                out, ro = o + np.uint64(head), o + np.uint64(res_head)
                 for q in range(n_row):
                     hq = x[o + q] * scale[q] + offset[q]
                     line[out + q] = hq * _sigmoid(hq, one)
+                if add:
+                    for q in range(n_row):
+                        line[out + q] += rc[ro + q] + rb
                 line[out + n_row:out + np.uint64(row)] = 0    # the zero point after row h
-            line[head + base + H * row:head + base + size] = 0   # the zero row after the group
     return xl
 
 
@@ -208,16 +217,21 @@ def line_mask(g, H, W, dtype):
     return mask
 
 
-def groupnorm_silu_to_lines(grid, g, H, W, conv_bias, weight, bias, shift, num_groups, eps, xl):
+def groupnorm_silu_to_lines(grid, g, H, W, conv_bias, weight, bias, shift, num_groups, eps, xl,
+                            residual=None):
     """(xl, mean, rstd): the lines xl (C, g.L) of SiLU(GroupNorm(x) + shift) for the conv
-    output x = grid (C, g.P) + conv_bias on Lines g; mean, rstd (B, num_groups)."""
+    output x = grid (C, g.P) + conv_bias on Lines g; mean, rstd (B, num_groups).
+    residual: None, or (res, res_bias, res_head) added at every pixel (groupnorm_silu_lanes;
+    image lanes only)."""
     B, dtype = shift.shape[0], grid.dtype
     mean, rstd = np.empty((B, num_groups), dtype), np.empty((B, num_groups), dtype)
     if g.V == 1:
+        if residual is not None:
+            raise ValueError("groupnorm_silu_to_lines: a residual needs image lanes (g.V == LANES)")
         groupnorm_silu_line(grid, conv_bias, weight, bias, shift, num_groups, eps, g.R, H, W,
                             line_mask(g, H, W, dtype), xl, mean, rstd)
     else:
+        res, res_bias, res_head = (grid, conv_bias, 0) if residual is None else residual
         groupnorm_silu_lanes(grid, conv_bias, weight, bias, shift, num_groups, eps, g.V, g.R, H, W,
-                             xl, mean, rstd)
+                             xl, mean, rstd, residual is not None, res, res_bias, res_head)
     return xl, mean, rstd
-

@@ -97,11 +97,15 @@ def lanes(B, H, W, C):
 
 def lines(B, H, W, C):
     """The Lines of a conv on B images of H x W, C = min(Cin, Cout): V = lanes(B, H, W, C)."""
-    V = lanes(B, H, W, C)
-    if V == 1:
+    if lanes(B, H, W, C) == 1:
         R, P, L = line_geometry(B, H, W)
         return Lines(1, R, P, L, R, 1, 1, P, P)
-    R = W + 1
+    return lane_lines(B, H, W)
+
+
+def lane_lines(B, H, W):
+    """The Lines of B images of H x W as image lanes (V = LANES), B a multiple of LANES."""
+    V, R = LANES, W + 1
     stride = (H + 1) * R * V                  # one group's H rows and its zero row
     P = B // V * stride
     return Lines(V, R, P, P + (2 * R + 2) * V, R * V, V, B // V, H * R * V, stride)

@@ -27,6 +27,7 @@ from ..nn.blocks import ResBlock, UpsampleConv, conv3x3, downsample
 from ..nn.containers import Sequential
 from ..nn.dense import Dense
 from ..nn.embeddings import Embedding, SinusoidalPositionEmbedding
+from ..nn.grad_mode import grad_enabled
 from ..nn.layer import Layer
 
 
@@ -153,6 +154,7 @@ class UNet(Layer):
         xp = get_xp(x)
         t, labels = self._check_inputs(x, t, labels)
         L = self.levels
+        on_lines = self._on_lines(x)
         # conditioning
         emb = self.time_embed.forward(t)                                   # (B, E)
         if self.label_embed is not None:
@@ -160,6 +162,9 @@ class UNet(Layer):
                 labels = xp.zeros(x.shape[0], dtype=np.int64)              # all "unconditioned"
             emb = emb + self.label_embed.forward(labels)                   # (B, E)
         # down
+        if on_lines:                  # under no_grad the layers hand on OnLines (kernels/on_lines.py)
+            from minidiff.kernels import on_lines_cpu
+            x = on_lines_cpu.image_to_lines(x)
         h = self.init_conv.forward(x)                                      # (B, c0, H, W)
         skips = []
         for l in range(L):
@@ -181,7 +186,14 @@ class UNet(Layer):
                 h = blk.forward(h, emb)                                    # (B, c_{l+1}, H_l, W_l)
             if l > 0:
                 h = self._upsample(l).forward(h)                           # (B, c_l, 2 H_l, 2 W_l)
-        return self.final_conv.forward(h)                                  # (B, in, H, W)
+        out = self.final_conv.forward(h)                                   # (B, in, H, W)
+        return out.to_array() if on_lines else out
+
+    def _on_lines(self, x):
+        """True when this forward runs its layers on OnLines (kernels/on_lines.py): under
+        nn.no_grad(), x of the model's dtype on the CPU kernels, B a multiple of lines.LANES."""
+        from minidiff.kernels import lines_flow
+        return not grad_enabled() and x.dtype == self.dtype and lines_flow(x)
 
     def backward(self, d_out):
         L = self.levels

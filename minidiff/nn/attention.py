@@ -42,7 +42,10 @@ class MultiheadAttention(Layer):
         self.to_out = Dense(channels, channels, rng=rng, dtype=dtype)
 
     def forward(self, x):
-        from minidiff.kernels import attention_forward
+        from minidiff.kernels import OnLines, attention_forward
+        if isinstance(x, OnLines):        # a no_grad forward on lines: the attention runs on NCHW
+            from minidiff.kernels import on_lines_cpu
+            return on_lines_cpu.image_to_lines(self.forward(x.to_array()))
         if x.ndim != 4 or x.shape[1] != self.channels:
             raise ValueError(f"MultiheadAttention: x must be (B, {self.channels}, H, W), got {tuple(x.shape)}")
         B, C, H, W = x.shape

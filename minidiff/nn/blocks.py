@@ -19,7 +19,7 @@ from ..backend import as_rng, check_float_dtype, concat_channels, split_channels
 from .activations import SiLU
 from .conv import Conv2d
 from .dense import Dense
-from .grad_mode import grad_enabled
+from .grad_mode import check_no_grad, grad_enabled
 from .layer import Layer
 from .norm import GroupNormSiLU
 from .resample import Upsample
@@ -109,11 +109,13 @@ class ResBlock(Layer):
                      Conv2d(in_ch, out_ch, skip_kernel, padding=skip_kernel // 2, rng=rng, dtype=dtype))
 
     def forward(self, x, emb):
-        from minidiff.kernels import conv3x3_shared_forward
+        from minidiff.kernels import OnLines, conv3x3_shared_forward
         self.in_parts = isinstance(x, tuple)
         parts = self._check_parts(list(x) if self.in_parts else [x])   # [(B, C_i, H, W)]
         self.part_channels = [p.shape[1] for p in parts]
         self.shared = self.skip is not None and self.skip.kernel_size == (3, 3)
+        if any(isinstance(p, OnLines) for p in parts):
+            return self._forward_on_lines(parts, emb)
         self.kept_for_backward = grad_enabled()
         if not self.kept_for_backward:
             h = self._forward_no_grad(parts, emb)
@@ -153,6 +155,23 @@ class ResBlock(Layer):
             s = x if self.skip is None else self.skip.forward(x)      # (B, out, H, W)
         return self.out_norm.forward(outs[0], residual=s)             # (B, out, H, W)
 
+    def _forward_on_lines(self, parts, emb):
+        """Parts of x on lines (kernels/on_lines.py; NCHW parts are put on them) -> OnLines, the
+        whole block on the lines (on_lines_cpu.resblock_on_lines); keeps nothing for backward."""
+        from minidiff.kernels import OnLines, on_lines_cpu
+        check_no_grad(self)
+        self.kept_for_backward = False
+        parts = [p if isinstance(p, OnLines) else on_lines_cpu.image_to_lines(p) for p in parts]
+        convs = [self.in_layers.conv] + ([self.skip] if self.shared else [])
+        skip_1x1 = (None if self.skip is None or self.shared else
+                    (self.skip.params["weight"], self.skip.params.get("bias")))
+        norms = [(n.params.get("weight"), n.params.get("bias"), n.num_groups, n.eps)
+                 for n in (self.in_layers.norm, self.out_norm)]
+        return on_lines_cpu.resblock_on_lines(
+            parts, [c.params["weight"] for c in convs], [c.params.get("bias") for c in convs], norms[0],
+            self.in_layers.shift(emb, parts[0].shape[0]), self.out_conv.params["weight"],
+            self.out_conv.params.get("bias"), norms[1], skip_1x1)
+
     def backward(self, dy):
         from minidiff.kernels import conv3x3_shared_backward
         if not self.kept_for_backward:
@@ -175,8 +194,9 @@ class ResBlock(Layer):
 
     def _check_parts(self, parts):
         """The parts of x, checked: (B, C_i, H, W) with one B, H, W and sum C_i = in_ch."""
-        if (not parts or any(p.ndim != 4 or p.shape[:1] + p.shape[2:] != parts[0].shape[:1] + parts[0].shape[2:]
-                             for p in parts) or sum(p.shape[1] for p in parts) != self.in_ch):
+        shapes = [tuple(p.shape) for p in parts]
+        if (not parts or any(len(s) != 4 or s[:1] + s[2:] != shapes[0][:1] + shapes[0][2:] for s in shapes)
+                or sum(s[1] for s in shapes) != self.in_ch):
             raise ValueError(f"ResBlock: x must be (B, {self.in_ch}, H, W) or a tuple of (B, C_i, H, W) "
                              f"with sum C_i = {self.in_ch}, got {[tuple(p.shape) for p in parts]}")
         return parts
@@ -200,8 +220,14 @@ class UpsampleConv(Layer):
         self.conv = conv3x3(in_ch, out_ch, rng, dtype)
 
     def forward(self, x):
-        from minidiff.kernels import upsample_conv3x3_forward
-        self.conv._check_input(x)
+        from minidiff.kernels import OnLines, upsample_conv3x3_forward
+        self.conv._check_input(x.shape)
+        if isinstance(x, OnLines):                                    # a no_grad forward on lines
+            from minidiff.kernels import on_lines_cpu
+            check_no_grad(self)
+            self.x = None
+            return on_lines_cpu.upsample_conv3x3_on_lines(x, self.conv.params["weight"],
+                                                          self.conv.params.get("bias"))
         self.x = x                                                    # (B, in, H, W)
         y = upsample_conv3x3_forward(x, self.conv.params["weight"], self.conv.params.get("bias"))
         self.fused = y is not None
@@ -209,6 +235,9 @@ class UpsampleConv(Layer):
 
     def backward(self, dy):
         from minidiff.kernels import upsample_conv3x3_backward
+        if self.x is None:
+            raise RuntimeError("UpsampleConv.backward: the last forward ran on OnLines (a no_grad "
+                               "forward) and kept nothing; run the forward outside no_grad()")
         conv = self.conv
         if self.fused:
             grads = upsample_conv3x3_backward(dy, self.x, conv.params["weight"],

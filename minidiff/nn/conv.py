@@ -2,6 +2,7 @@
 import numpy as np
 
 from ..backend import as_rng, check_float_dtype
+from .grad_mode import check_no_grad
 from .layer import Layer, uniform_init
 
 
@@ -42,25 +43,48 @@ class Conv2d(Layer):
         if bias:
             self.add_param("bias", uniform_init(rng, (out_channels,), fan_in, dtype))
 
-    def _check_input(self, x):
-        if x.ndim != 4:
-            raise ValueError(f"Conv2d: expected input (B, C, H, W), got shape {x.shape}")
-        if x.shape[1] != self.in_channels:
-            raise ValueError(f"Conv2d: input has {x.shape[1]} channels, expected {self.in_channels}")
+    def _check_input(self, shape):
+        """ValueError unless an input of this shape (B, in, H, W) fits the conv."""
+        shape = tuple(shape)
+        if len(shape) != 4:
+            raise ValueError(f"Conv2d: expected input (B, C, H, W), got shape {shape}")
+        if shape[1] != self.in_channels:
+            raise ValueError(f"Conv2d: input has {shape[1]} channels, expected {self.in_channels}")
         (kh, kw), (ph, pw) = self.kernel_size, self.padding
-        if x.shape[2] + 2 * ph < kh or x.shape[3] + 2 * pw < kw:
-            raise ValueError(f"Conv2d: input {x.shape[2]}x{x.shape[3]} (padding {ph}, {pw}) "
+        if shape[2] + 2 * ph < kh or shape[3] + 2 * pw < kw:
+            raise ValueError(f"Conv2d: input {shape[2]}x{shape[3]} (padding {ph}, {pw}) "
                              f"is smaller than the kernel {kh}x{kw}")
 
     def forward(self, x):
-        from minidiff.kernels import conv2d_forward
-        self._check_input(x)
+        from minidiff.kernels import OnLines, conv2d_forward
+        self._check_input(x.shape)
+        if isinstance(x, OnLines):
+            return self._forward_on_lines(x)
         self.x = x                                                       # (B, in, H, W)
         return conv2d_forward(x, self.params["weight"], self.params.get("bias"),
                               self.stride, self.padding)                 # (B, out, Ho, Wo)
 
+    def _forward_on_lines(self, x):
+        """x an OnLines (no_grad forwards, kernels/on_lines.py) -> OnLines; keeps nothing for backward.
+        3x3 stride 1 padding 1 and 4x4 stride 2 padding 1 run on the lines, others via NCHW."""
+        from minidiff.kernels import on_lines_cpu
+        check_no_grad(self)
+        w, b = self.params["weight"], self.params.get("bias")
+        geometry = (self.kernel_size, self.stride, self.padding)
+        if geometry == ((3, 3), (1, 1), (1, 1)):
+            y = on_lines_cpu.conv3x3_on_lines(x, w, b)
+        elif geometry == ((4, 4), (2, 2), (1, 1)):
+            y = on_lines_cpu.conv4x4s2_on_lines(x, w, b)
+        else:
+            y = on_lines_cpu.image_to_lines(self.forward(x.to_array()))
+        self.x = None
+        return y
+
     def backward(self, dy):
         from minidiff.kernels import conv2d_backward
+        if self.x is None:
+            raise RuntimeError(f"{type(self).__name__}.backward: the last forward ran on OnLines "
+                               "(a no_grad forward) and kept nothing; run the forward outside no_grad()")
         dx, dw, db = conv2d_backward(dy, self.x, self.params["weight"], self.stride,
                                      self.padding, need_bias="bias" in self.params)
         self.add_grads(dw, db)

@@ -4,7 +4,8 @@
         eps_hat = model(x_t, t)          # sampling, evaluation: no backward follows
 
 Layers may then take shortcuts that keep nothing for backward (nn.ResBlock runs
-its middle GroupNorm+SiLU on the conv kernels' lines, kernels/conv_norm_conv_cpu.py),
+its middle GroupNorm+SiLU on the conv kernels' lines, kernels/conv_norm_conv_cpu.py;
+the U-Net hands its layers activations on image lanes, kernels/on_lines.py),
 and a layer whose last forward did so refuses a backward with a RuntimeError.
 The sampling loops' model call (diffusion.guided_forward) runs under it.
 """
@@ -28,3 +29,11 @@ def no_grad():
         yield
     finally:
         _grad_enabled = old
+
+
+def check_no_grad(layer):
+    """RuntimeError unless inside no_grad(): for a layer given an OnLines (kernels/on_lines.py),
+    whose forward keeps nothing for backward."""
+    if _grad_enabled:
+        raise RuntimeError(f"{type(layer).__name__}: an OnLines input (kernels/on_lines.py) is for "
+                           "forwards under nn.no_grad() only")
