@@ -45,7 +45,7 @@ from numba import njit, prange
 
 from . import numba_threads  # noqa: F401  (selects the threading layer first)
 from .groupnorm_cpu import _sigmoid
-from .lines import zero_ends
+from .lines import LANES, zero_ends
 
 
 @njit(cache=True, error_model="numpy")
@@ -112,10 +112,11 @@ def _lane_affine(m, r, conv_bias, weight, bias, shift, c, b0, W, scale, offset):
 
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath={"contract"})
-def groupnorm_silu_lanes(grid, conv_bias, weight, bias, shift, G, eps, V, R, H, W, xl, mean, rstd,
+def groupnorm_silu_lanes(grid, src_head, conv_bias, weight, bias, shift, G, eps, V, R, H, W, xl, mean, rstd,
                          add, res, res_bias, res_head):
     """xl (C, L) = the lines of SiLU(GroupNorm(grid + conv_bias) + shift); grid (C, P) on
-    Lines with V images per point (any V; meant for LANES) and rows of R = W + 1 points;
+    Lines with V images per point (any V; meant for LANES) and rows of R = W + 1 points,
+    its point p read at p + src_head (0: a conv's grid; the lines' head: x's own lines);
     shift (B, C); mean, rstd (B, G) are written too. G channel groups; eps as in GroupNorm.
     `add`: plus a residual at every pixel, res[c, p + res_head] + res_bias[c] for grid point p
     (res_head = 0: res is a grid; the lines' head: res is lines); else res is not read."""
@@ -128,7 +129,7 @@ def groupnorm_silu_lanes(grid, conv_bias, weight, bias, shift, G, eps, V, R, H, 
     for it in prange(groups * G):
         i, k = it // G, it % G
         base = i * size                                       # grid index of group i's pixel (0, 0)
-        m, r = _lane_stats(grid, conv_bias, k * Cg, (k + 1) * Cg, base, V, R, H, W, eps)
+        m, r = _lane_stats(grid, conv_bias, k * Cg, (k + 1) * Cg, base + src_head, V, R, H, W, eps)
         mean[i * V:(i + 1) * V, k], rstd[i * V:(i + 1) * V, k] = m, r
         scale = np.empty(W * V, grid.dtype)                   # per point of a row: h = x scale + offset
         offset = np.empty(W * V, grid.dtype)
@@ -142,15 +143,79 @@ def groupnorm_silu_lanes(grid, conv_bias, weight, bias, shift, G, eps, V, R, H, 
             line[head + base + H * row:head + base + size] = 0
             for h in range(H):
                 o = np.uint64(base + h * row)
-                out, ro = o + np.uint64(head), o + np.uint64(res_head)
+                src, out, ro = o + np.uint64(src_head), o + np.uint64(head), o + np.uint64(res_head)
                 for q in range(n_row):
-                    hq = x[o + q] * scale[q] + offset[q]
+                    hq = x[src + q] * scale[q] + offset[q]
                     line[out + q] = hq * _sigmoid(hq, one)
                 if add:
                     for q in range(n_row):
                         line[out + q] += rc[ro + q] + rb
                 line[out + n_row:out + np.uint64(row)] = 0    # the zero point after row h
     return xl
+
+
+# Loop mapping as groupnorm_silu_lanes: iteration (i, k) owns image group i's stretch of
+# the lines of channel group k and the (b, c) partial sums of its V images. Pass 1 per
+# channel writes dh = dz SiLU'(h) into dx and sums dh and dh xhat per point of a row
+# (float64), then per lane; pass 2 overwrites dx with rstd (w dh - mean(g) - xhat mean(g xhat)).
+@njit(parallel=True, cache=True, error_model="numpy", fastmath={"contract"})
+def groupnorm_silu_backward_lanes(dz, x, mean, rstd, weight, bias, shift, G, R, H, W,
+                                  dx, dshift_part, dweight_part):
+    """dx (C, L) = d loss / d x of z = SiLU(GroupNorm(x) + shift) with x, z on image lanes
+    (rows of R = W + 1 points), from dz (C, L) (read at the pixels) and the forward's x,
+    mean, rstd (B, G); zero off the pixels. dshift_part, dweight_part (B, C) float64: the
+    sums over each image's pixels of dh and dh xhat (groupnorm_reference.py)."""
+    C = x.shape[0]
+    B = shift.shape[0]
+    V = LANES
+    Cg, groups = C // G, B // V
+    row, size, head = R * V, (H + 1) * R * V, (R + 1) * V
+    n_row = np.uint64(W * V)
+    n = Cg * H * W
+    one = x.dtype.type(1)
+    no_conv_bias = np.zeros(C, x.dtype)
+    for it in prange(groups * G):
+        i, k = it // G, it % G
+        b0, base = i * V, head + i * size                     # first image; line index of its pixel (0, 0)
+        m, r = mean[b0:b0 + V, k].astype(np.float64), rstd[b0:b0 + V, k].astype(np.float64)
+        scale, offset = np.empty(W * V, x.dtype), np.empty(W * V, x.dtype)   # h = x scale + offset
+        xs = _repeat_lanes(r.astype(x.dtype), W, np.empty(W * V, x.dtype))   # xhat = x xs + xo
+        xo = _repeat_lanes((-m * r).astype(x.dtype), W, np.empty(W * V, x.dtype))
+        acc_dh, acc_dhx = np.empty(W * V), np.empty(W * V)    # float64 sums per point of a row
+        sum_g, sum_gx = np.zeros(V), np.zeros(V)
+        for c in range(k * Cg, (k + 1) * Cg):
+            _lane_affine(m, r, no_conv_bias, weight, bias, shift, c, b0, W, scale, offset)
+            xc, dzc, dxc = x[c], dz[c], dx[c]
+            acc_dh[:] = 0
+            acc_dhx[:] = 0
+            for h in range(H):
+                o = np.uint64(base + h * row)
+                for q in range(n_row):
+                    hq = xc[o + q] * scale[q] + offset[q]
+                    sq = _sigmoid(hq, one)
+                    d = dzc[o + q] * (sq * (one + hq * (one - sq)))
+                    dxc[o + q] = d
+                    acc_dh[q] += d
+                    acc_dhx[q] += np.float64(d) * np.float64(xc[o + q] * xs[q] + xo[q])
+            s_dh, s_dhx = _lane_sums(acc_dh, V), _lane_sums(acc_dhx, V)
+            for v in range(V):
+                dshift_part[b0 + v, c], dweight_part[b0 + v, c] = s_dh[v], s_dhx[v]
+                sum_g[v] += weight[c] * s_dh[v]
+                sum_gx[v] += weight[c] * s_dhx[v]
+        mg = _repeat_lanes((-r * sum_g / n).astype(x.dtype), W, np.empty(W * V, x.dtype))
+        mgx = _repeat_lanes((-r * sum_gx / n).astype(x.dtype), W, np.empty(W * V, x.dtype))
+        for c in range(k * Cg, (k + 1) * Cg):
+            xc, dxc = x[c], dx[c]
+            zero_ends(dxc, head, head + groups * size, i == 0, i == groups - 1)
+            dxc[base + H * row:head + (i + 1) * size] = 0     # the zero row, first (see groupnorm_silu_lanes)
+            wc = weight[c]
+            for h in range(H):
+                o = np.uint64(base + h * row)
+                for q in range(n_row):
+                    xh = xc[o + q] * xs[q] + xo[q]
+                    dxc[o + q] = xs[q] * wc * dxc[o + q] + mg[q] + mgx[q] * xh
+                dxc[o + n_row:o + np.uint64(row)] = 0         # the zero point after row h
+    return dx
 
 
 # --- one image per point: the sums along whole stretches, the zero points masked out ----
@@ -218,20 +283,20 @@ def line_mask(g, H, W, dtype):
 
 
 def groupnorm_silu_to_lines(grid, g, H, W, conv_bias, weight, bias, shift, num_groups, eps, xl,
-                            residual=None):
+                            residual=None, src_head=0):
     """(xl, mean, rstd): the lines xl (C, g.L) of SiLU(GroupNorm(x) + shift) for the conv
     output x = grid (C, g.P) + conv_bias on Lines g; mean, rstd (B, num_groups).
-    residual: None, or (res, res_bias, res_head) added at every pixel (groupnorm_silu_lanes;
-    image lanes only)."""
+    Image lanes only: residual None, or (res, res_bias, res_head) added at every pixel; x
+    read at grid[:, src_head + p] (src_head = the head: grid is x's own lines) (groupnorm_silu_lanes)."""
     B, dtype = shift.shape[0], grid.dtype
     mean, rstd = np.empty((B, num_groups), dtype), np.empty((B, num_groups), dtype)
     if g.V == 1:
-        if residual is not None:
-            raise ValueError("groupnorm_silu_to_lines: a residual needs image lanes (g.V == LANES)")
+        if residual is not None or src_head:
+            raise ValueError("groupnorm_silu_to_lines: a residual or src_head needs image lanes (g.V == LANES)")
         groupnorm_silu_line(grid, conv_bias, weight, bias, shift, num_groups, eps, g.R, H, W,
                             line_mask(g, H, W, dtype), xl, mean, rstd)
     else:
         res, res_bias, res_head = (grid, conv_bias, 0) if residual is None else residual
-        groupnorm_silu_lanes(grid, conv_bias, weight, bias, shift, num_groups, eps, g.V, g.R, H, W,
+        groupnorm_silu_lanes(grid, src_head, conv_bias, weight, bias, shift, num_groups, eps, g.V, g.R, H, W,
                              xl, mean, rstd, residual is not None, res, res_bias, res_head)
     return xl, mean, rstd

@@ -205,9 +205,9 @@ def to_lanes(x, R, xl):
 # of grid row o (L1-sized) and scatters each point's V = LANES values to the
 # V images, `plane` values apart in the flat y (as in to_lanes).
 @njit(parallel=True, cache=True)
-def from_lanes(grid, R, bias, y):
-    """y[g*V + v, o, h, w] = grid[o, ((g*(H+1) + h)*R + w)*V + v] + bias[o], V = LANES:
-    (C, P) -> (B, C, H, W)."""
+def from_lanes(grid, R, bias, y, start=0):
+    """y[g*V + v, o, h, w] = grid[o, start + ((g*(H+1) + h)*R + w)*V + v] + bias[o], V = LANES:
+    (C, P) -> (B, C, H, W); start = 0 for a grid, the head for lines."""
     B, C, H, W = y.shape
     V = LANES
     G, v_ = B // V, np.uint64(V)
@@ -219,7 +219,7 @@ def from_lanes(grid, R, bias, y):
         dst = np.uint64((g * V * C + o) * H * W)   # y[g*V, o, 0, 0]
         for h in range(H):
             for w in range(W):
-                s, d = np.uint64(g * size + (h * R + w) * V), dst + np.uint64(h * W + w)
+                s, d = np.uint64(start + g * size + (h * R + w) * V), dst + np.uint64(h * W + w)
                 for v in range(v_):
                     y_f[d + v * plane] = row[s + v] + bias_o
     return y

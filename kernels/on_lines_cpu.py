@@ -154,7 +154,7 @@ def lines_to_image(X):
     """X as an NCHW array (B, C, H, W): from_lanes of the lines past their head."""
     B, C, H, W = X.shape
     head = (X.g.R + 1) * X.g.V
-    return from_lanes(X.line[:, head:], X.g.R, np.zeros(C, X.line.dtype), np.empty(X.shape, X.line.dtype))
+    return from_lanes(X.line, X.g.R, np.zeros(C, X.line.dtype), np.empty(X.shape, X.line.dtype), head)
 
 
 def _grid_to_lines(grid, g, shape, bias):
@@ -164,12 +164,13 @@ def _grid_to_lines(grid, g, shape, bias):
     return OnLines(line, g, shape)
 
 
-def stack_lines(parts):
-    """The lines (sum C_k, L) of the channel concatenation of OnLines parts (one part: its own)."""
+def stack_lines(parts, name="xl"):
+    """The lines (sum C_k, L) of the channel concatenation of OnLines parts, in scratch array
+    `name` (one part: its own lines)."""
     if len(parts) == 1:
         return parts[0].line
     Cin, L = sum(p.shape[1] for p in parts), parts[0].line.shape[1]
-    xl = scratch("xl", (Cin, L), parts[0].line.dtype)
+    xl = scratch(name, (Cin, L), parts[0].line.dtype)
     c = 0
     for p in parts:
         copy_rows(p.line, xl[c:c + p.shape[1]])

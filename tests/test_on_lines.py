@@ -8,11 +8,13 @@ pytest.importorskip("numba")
 
 from minidiff.kernels import OnLines, lines_flow, reference_mode
 from minidiff.kernels import on_lines_cpu as ol
-from minidiff.kernels.conv4x4s2_cpu import space_to_depth_lanes
-from minidiff.kernels.conv_reference import conv2d_forward_reference
+from minidiff.kernels import on_lines_grad_cpu as olg
+from minidiff.kernels.conv4x4s2_cpu import depth_to_space_lanes, space_to_depth_lanes
+from minidiff.kernels.conv_reference import conv2d_backward_reference, conv2d_forward_reference
 from minidiff.kernels.groupnorm_lines_cpu import groupnorm_silu_to_lines
+from minidiff.kernels.groupnorm_reference import groupnorm_silu_backward_reference, groupnorm_silu_forward_reference
 from minidiff.kernels.lines import lane_lines, lines, to_lanes
-from minidiff.kernels.upconv_cpu import phases_to_image_lanes
+from minidiff.kernels.upconv_cpu import phase_lines_lanes, phases_to_image_lanes
 from minidiff.models.unet import UNet
 from minidiff.nn import Conv2d, MultiheadAttention, ResBlock, UpsampleConv, no_grad
 
@@ -72,6 +74,29 @@ def test_phase_lanes_from_lines_match_space_to_depth(size, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("size", [(16, 3, 6, 4), (32, 2, 7, 5), (16, 2, 2, 2)])
+def test_lines_from_phases_match_depth_to_space(size, dtype):
+    B, C, H, W = size
+    rng = np.random.default_rng(sum(size) + 5)
+    Ho, Wo = (H - 2) // 2 + 1, (W - 2) // 2 + 1
+    g = lane_lines(B, Ho, Wo)
+    dq = _rand(rng, (4 * C, g.P), dtype)
+    got = olg.lines_from_phases(dq, H, W, g.nseg, Ho, Wo, _nan_lines(C, lane_lines(B, H, W), dtype))
+    want = depth_to_space_lanes(dq, Ho, g.R, np.empty(size, dtype))
+    np.testing.assert_array_equal(got, ol.image_to_lines(want).line)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("size", [(16, 3, 3, 2), (32, 2, 4, 5), (16, 2, 1, 1)])
+def test_phase_lines_from_lines_match_phase_lines_lanes(size, dtype):
+    B, C, H, W = size
+    d = _rand(np.random.default_rng(sum(size) + 6), (B, C, 2 * H, 2 * W), dtype)
+    g = lane_lines(B, H, W)
+    got = olg.phase_lines_from_lines(ol.image_to_lines(d).line, H, W, g.nseg, np.full((4 * C, g.L), np.nan, dtype))
+    np.testing.assert_array_equal(got, phase_lines_lanes(d, g.R, np.full((4 * C, g.L), np.nan, dtype)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("size", [(16, 3, 3, 2), (32, 2, 4, 5), (16, 2, 1, 1)])
 def test_phase_grids_to_lanes_interleave_as_phases_to_image(size, dtype):
     B, C, H, W = size
@@ -94,7 +119,7 @@ def test_a_residual_needs_image_lanes():
     g = lines(3, 4, 4, 8)
     assert g.V == 1
     grid = np.zeros((8, g.P), np.float32)
-    with pytest.raises(ValueError, match="residual needs image lanes"):
+    with pytest.raises(ValueError, match="needs image lanes"):
         groupnorm_silu_to_lines(grid, g, 4, 4, np.zeros(8, np.float32), np.ones(8, np.float32),
                                 np.zeros(8, np.float32), np.zeros((3, 8), np.float32), 2, 1e-5,
                                 np.empty((8, g.L), np.float32), residual=(grid, np.zeros(8, np.float32), 0))
@@ -104,19 +129,31 @@ def test_a_residual_needs_image_lanes():
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("conv", [(3, 5, 3, 1, 1), (4, 6, 4, 2, 1), (3, 4, 1, 1, 0), (2, 3, 3, 2, 1)])
 def test_conv2d_on_lines_matches_the_reference(conv, dtype):
-    """3x3 s1 p1 and 4x4 s2 p1 on the lines; a 1x1 and a 3x3 stride-2 conv via NCHW."""
+    """3x3 s1 p1 and 4x4 s2 p1 on the lines, forward and backward; a 1x1 and a 3x3 stride-2
+    conv via NCHW."""
     cin, cout, k, s, p = conv
     rng = np.random.default_rng(cin + cout + k)
     layer = Conv2d(cin, cout, k, stride=s, padding=p, rng=rng, dtype=dtype)
     x = _rand(rng, (16, cin, 6, 8), dtype)
-    want = conv2d_forward_reference(x, layer.params["weight"], layer.params["bias"], (s, s), (p, p))
-    with no_grad():
-        Y = layer.forward(ol.image_to_lines(x))
+    w, b = layer.params["weight"], layer.params["bias"]
+    want = conv2d_forward_reference(x, w, b, (s, s), (p, p))
+    dy = _rand(rng, want.shape, dtype)
+    dx_ref, dw_ref, db_ref = conv2d_backward_reference(dy, x, w, (s, s), (p, p))
+    Y = layer.forward(ol.image_to_lines(x))                        # with grad
     assert isinstance(Y, OnLines) and Y.shape == want.shape
     _close(Y.to_array(), want, dtype, 10)
     np.testing.assert_array_equal(Y.line, ol.image_to_lines(Y.to_array()).line)   # zeros off the pixels
-    with pytest.raises(RuntimeError, match="kept nothing"):
-        layer.backward(np.ones(want.shape, dtype))
+    dX = layer.backward(ol.image_to_lines(dy))
+    assert isinstance(dX, OnLines) and dX.shape == x.shape
+    np.testing.assert_array_equal(dX.line, ol.image_to_lines(dX.to_array()).line)
+    _close(dX.to_array(), dx_ref, dtype, 10)
+    _close(layer.grads["weight"], dw_ref, dtype, 100)
+    _close(layer.grads["bias"], db_ref, dtype, 100)
+    with no_grad():
+        _close(layer.forward(ol.image_to_lines(x)).to_array(), want, dtype, 10)
+    if k in (3, 4) and s == k - 2:                                  # ran on the lines: kept nothing
+        with pytest.raises(RuntimeError, match="kept nothing"):
+            layer.backward(ol.image_to_lines(dy))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -125,21 +162,55 @@ def test_upsample_conv_on_lines_matches_the_two_steps(dtype):
     layer = UpsampleConv(5, 3, rng=rng, dtype=dtype)
     x = _rand(rng, (32, 5, 3, 4), dtype)
     want = layer.conv.forward(layer.up.forward(x))
-    with no_grad():
-        Y = layer.forward(ol.image_to_lines(x))
+    dy = _rand(rng, want.shape, dtype)
+    dx_ref = layer.up.backward(layer.conv.backward(dy))
+    dw_ref, db_ref = layer.conv.grads["weight"].copy(), layer.conv.grads["bias"].copy()
+    layer.zero_grad()
+    Y = layer.forward(ol.image_to_lines(x))
     assert isinstance(Y, OnLines) and Y.shape == (32, 3, 6, 8)
     _close(Y.to_array(), want, dtype, 10)
     np.testing.assert_array_equal(Y.line, ol.image_to_lines(Y.to_array()).line)
+    dX = layer.backward(ol.image_to_lines(dy))
+    np.testing.assert_array_equal(dX.line, ol.image_to_lines(dX.to_array()).line)
+    _close(dX.to_array(), dx_ref, dtype, 10)
+    _close(layer.conv.grads["weight"], dw_ref, dtype, 100)
+    _close(layer.conv.grads["bias"], db_ref, dtype, 100)
+    with no_grad():
+        layer.forward(ol.image_to_lines(x))
     with pytest.raises(RuntimeError, match="kept nothing"):
-        layer.backward(np.ones(want.shape, dtype))
+        layer.backward(ol.image_to_lines(dy))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("size", [(16, 8, 5, 3, 4), (32, 6, 7, 7, 3), (16, 4, 1, 1, 2)])
+def test_groupnorm_silu_on_lines_matches_the_reference(size, dtype):
+    """Forward with shift and residual, backward with every gradient, odd sizes and one pixel."""
+    B, C, H, W, G = size
+    rng = np.random.default_rng(sum(size))
+    x, r, dz = (_rand(rng, (B, C, H, W), dtype, 2.0) for _ in range(3))
+    weight, bias, shift = _rand(rng, C, dtype) + 1, _rand(rng, C, dtype), _rand(rng, (B, C), dtype)
+    want, mean_ref, rstd_ref = groupnorm_silu_forward_reference(x, weight, bias, shift, G, 1e-5, residual=r)
+    grads_ref = groupnorm_silu_backward_reference(dz, x, mean_ref, rstd_ref, weight, bias, shift, G)
+    X = ol.image_to_lines(x)
+    Z, mean, rstd = olg.groupnorm_silu_forward_on_lines(X, weight, bias, shift, G, 1e-5, ol.image_to_lines(r))
+    np.testing.assert_array_equal(Z.line, ol.image_to_lines(Z.to_array()).line)
+    _close(Z.to_array(), want, dtype, 10)
+    _close(mean, mean_ref, dtype, 10)
+    _close(rstd, rstd_ref, dtype, 10)
+    dX, dweight, dbias, dshift = olg.groupnorm_silu_backward_on_lines(ol.image_to_lines(dz), X, mean, rstd,
+                                                                      weight, bias, shift, G)
+    np.testing.assert_array_equal(dX.line, ol.image_to_lines(dX.to_array()).line)
+    for got, ref in zip((dX.to_array(), dweight, dbias, dshift), grads_ref):
+        assert got.dtype == dtype
+        _close(got, ref, dtype, 100)
 
 
 # (in, out, skip_kernel, parts, parts on lines): identity skip, a 3x3 skip conv sharing the
-# input given in two parts (one of them NCHW), a 1x1 skip conv
+# input given in two parts (one of them NCHW), a 1x1 skip conv, an identity skip in two parts
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("block", [(16, 16, 3, None, None), (24, 16, 3, (16, 8), (True, False)),
                                    (16, 32, 1, None, None), (8, 8, 3, (5, 3), (True, True))])
-def test_resblock_on_lines_matches_forward(block, dtype):
+def test_resblock_on_lines_matches_forward_and_backward(block, dtype):
     cin, cout, k, parts, on = block
     rng = np.random.default_rng(cin + cout + k + 7)
     layer = ResBlock(cin, cout, 12, groups=4, skip_kernel=k, rng=rng, dtype=dtype)
@@ -153,65 +224,103 @@ def test_resblock_on_lines_matches_forward(block, dtype):
         x_in = tuple(np.split(x, np.cumsum(parts)[:-1], axis=1))
         x_lines = tuple(ol.image_to_lines(p) if o else p for p, o in zip(x_in, on))
     want = layer.forward(x_in, emb)
-    with no_grad():
+    dy = _rand(rng, want.shape, dtype)
+    dx_ref = layer.backward(dy)
+    d_emb_ref = layer.d_emb.copy()
+    grads_ref = {n: g.copy() for n, _, g in layer.named_parameters()}
+    layer.zero_grad()
+    with no_grad():                                                # the fused no_grad block
         Y = layer.forward(x_lines, emb)
     assert isinstance(Y, OnLines) and Y.shape == want.shape and Y.line.dtype == dtype
     _close(Y.to_array(), want, dtype, 10)
     np.testing.assert_array_equal(Y.line, ol.image_to_lines(Y.to_array()).line)
     with pytest.raises(RuntimeError, match="no_grad"):
-        layer.backward(np.ones_like(want))
+        layer.backward(ol.image_to_lines(dy))
+    Y = layer.forward(x_lines, emb)                                # with grad: layer by layer on lines
+    _close(Y.to_array(), want, dtype, 10)
+    dX = layer.backward(ol.image_to_lines(dy))
+    dX = dX if parts is None else np.concatenate([d.to_array() for d in dX], axis=1)
+    _close(dX if parts else dX.to_array(), dx_ref if parts is None else np.concatenate(dx_ref, axis=1), dtype, 10)
+    _close(layer.d_emb, d_emb_ref, dtype, 100)
+    for n, _, g in layer.named_parameters():
+        _close(g, grads_ref[n], dtype, 100)
 
 
-def test_attention_on_lines_matches_forward():
+def test_attention_on_lines_matches_forward_and_backward():
     rng = np.random.default_rng(8)
     layer = MultiheadAttention(8, heads=2, rng=rng, dtype=np.float64)
     x = _rand(rng, (16, 8, 3, 3), np.float64)
+    dy = _rand(rng, x.shape, np.float64)
     want = layer.forward(x)
+    dx_ref = layer.backward(dy)
     with no_grad():
         Y = layer.forward(ol.image_to_lines(x))
     assert isinstance(Y, OnLines)
     _close(Y.to_array(), want, np.float64)
+    layer.forward(ol.image_to_lines(x))
+    _close(layer.backward(ol.image_to_lines(dy)).to_array(), dx_ref, np.float64)
 
 
-def test_on_lines_inputs_need_no_grad():
+def test_on_lines_arithmetic_and_errors():
     rng = np.random.default_rng(9)
-    X = ol.image_to_lines(_rand(rng, (16, 4, 4, 4), np.float32))
-    for layer, args in ((Conv2d(4, 4, 3, padding=1), ()), (UpsampleConv(4, 4), ()),
-                        (ResBlock(4, 4, 6, groups=2), (np.zeros((16, 6), np.float32),))):
-        with pytest.raises(RuntimeError, match="no_grad"):
-            layer.forward(X, *args)
+    a, b = _rand(rng, (16, 5, 4, 4), np.float32), _rand(rng, (16, 5, 4, 4), np.float32)
+    A = ol.image_to_lines(a)
+    A += ol.image_to_lines(b)
+    np.testing.assert_allclose(A.to_array(), a + b, rtol=1e-6)
+    with pytest.raises(TypeError, match="OnLines"):
+        A += b
+    parts = olg.split_lines(A, [2, 3])
+    assert [p.shape for p in parts] == [(16, 2, 4, 4), (16, 3, 4, 4)]
+    np.testing.assert_allclose(olg.concat_lines(parts).to_array(), a + b, rtol=1e-6)
     with pytest.raises(ValueError, match="channels"):
         with no_grad():
-            Conv2d(5, 4, 3, padding=1).forward(X)
+            Conv2d(4, 4, 3, padding=1).forward(A)
 
 
 # --- the U-Net ----------------------------------------------------------------------------
+def _grads(model):
+    return {n: g.copy() for n, _, g in model.named_parameters()}
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("config", [dict(channel_multipliers=(1, 2, 3)),
                                     dict(channel_multipliers=(1, 2), num_blocks_per_level=2, num_classes=3)])
-def test_unet_no_grad_forward_on_lines_matches_forward(config, dtype):
+def test_unet_on_lines_matches_the_layers_forward_and_backward(config, dtype, monkeypatch):
+    """The train step (forward, backward, every parameter's gradient) and the no_grad forward
+    on lines against the NCHW layers (lines_flow switched off)."""
     model = UNet(1, 16, 50, dtype=dtype, **config)
     rng = np.random.default_rng(10)
-    x = _rand(rng, (16, 1, 12, 12), dtype)
+    x, d_out = _rand(rng, (16, 1, 12, 12), dtype), _rand(rng, (16, 1, 12, 12), dtype)
     t = rng.integers(0, 50, 16)
     labels = None if model.num_classes is None else rng.integers(0, 4, 16)
-    want = model.forward(x, t, labels)
-    with no_grad():
-        assert model._on_lines(x)
-        got = model.forward(x, t, labels)
-    assert type(got) is np.ndarray and got.dtype == dtype
+    with monkeypatch.context() as m:
+        m.setattr(UNet, "_on_lines", lambda self, x: False)
+        want = model.forward(x, t, labels)
+        dx_ref = model.backward(d_out)
+        grads_ref = _grads(model)
+        assert not model.ran_on_lines
+    model.zero_grad()
+    got = model.forward(x, t, labels)
+    assert model.ran_on_lines and type(got) is np.ndarray and got.dtype == dtype
     _close(got, want, dtype, 10)
+    dx = model.backward(d_out)
+    assert type(dx) is np.ndarray
+    _close(dx, dx_ref, dtype, 100)
+    for n, g in _grads(model).items():
+        scale = max(np.abs(grads_ref[n]).max(), 1e-3)
+        np.testing.assert_allclose(g / scale, grads_ref[n] / scale, atol=TOL[dtype] * 100, err_msg=n)
+    with no_grad():
+        _close(model.forward(x, t, labels), want, dtype, 10)
+    assert model.ran_on_lines
     with pytest.raises(RuntimeError):
-        model.backward(np.ones_like(want))
+        model.backward(d_out)
 
 
 def test_unet_on_lines_only_where_it_can():
     model = UNet(1, 16, 50, channel_multipliers=(1, 2))
     x = np.zeros((16, 1, 8, 8), np.float32)
-    assert not model._on_lines(x)                                  # with grad
-    with no_grad():
-        assert model._on_lines(x) and lines_flow(x)
-        assert not model._on_lines(np.zeros((3, 1, 8, 8), np.float32))   # not whole lane groups
-        assert not model._on_lines(x.astype(np.float64))                # not the model's dtype
-        with reference_mode():
-            assert not model._on_lines(x)
+    assert model._on_lines(x) and lines_flow(x)
+    assert not model._on_lines(np.zeros((3, 1, 8, 8), np.float32))   # not whole lane groups
+    assert not model._on_lines(x.astype(np.float64))                # not the model's dtype
+    with reference_mode():
+        assert not model._on_lines(x) and not lines_flow(x)

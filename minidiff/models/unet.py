@@ -27,7 +27,6 @@ from ..nn.blocks import ResBlock, UpsampleConv, conv3x3, downsample
 from ..nn.containers import Sequential
 from ..nn.dense import Dense
 from ..nn.embeddings import Embedding, SinusoidalPositionEmbedding
-from ..nn.grad_mode import grad_enabled
 from ..nn.layer import Layer
 
 
@@ -154,7 +153,7 @@ class UNet(Layer):
         xp = get_xp(x)
         t, labels = self._check_inputs(x, t, labels)
         L = self.levels
-        on_lines = self._on_lines(x)
+        on_lines = self.ran_on_lines = self._on_lines(x)
         # conditioning
         emb = self.time_embed.forward(t)                                   # (B, E)
         if self.label_embed is not None:
@@ -162,7 +161,7 @@ class UNet(Layer):
                 labels = xp.zeros(x.shape[0], dtype=np.int64)              # all "unconditioned"
             emb = emb + self.label_embed.forward(labels)                   # (B, E)
         # down
-        if on_lines:                  # under no_grad the layers hand on OnLines (kernels/on_lines.py)
+        if on_lines:                  # the layers hand on OnLines (kernels/on_lines.py)
             from minidiff.kernels import on_lines_cpu
             x = on_lines_cpu.image_to_lines(x)
         h = self.init_conv.forward(x)                                      # (B, c0, H, W)
@@ -190,14 +189,17 @@ class UNet(Layer):
         return out.to_array() if on_lines else out
 
     def _on_lines(self, x):
-        """True when this forward runs its layers on OnLines (kernels/on_lines.py): under
-        nn.no_grad(), x of the model's dtype on the CPU kernels, B a multiple of lines.LANES."""
+        """True when this forward runs its layers on OnLines (kernels/on_lines.py), and its
+        backward then too: x of the model's dtype on the CPU kernels, B a multiple of lines.LANES."""
         from minidiff.kernels import lines_flow
-        return not grad_enabled() and x.dtype == self.dtype and lines_flow(x)
+        return x.dtype == self.dtype and lines_flow(x)
 
     def backward(self, d_out):
         L = self.levels
         d_emb = 0.0                                                        # becomes (B, E)
+        if getattr(self, "ran_on_lines", False):
+            from minidiff.kernels import on_lines_cpu
+            d_out = on_lines_cpu.image_to_lines(d_out)
         # up, read backwards: level 0 first
         dh = self.final_conv.backward(d_out)                               # (B, c_1, H, W)
         d_skips = [None] * L
@@ -225,6 +227,8 @@ class UNet(Layer):
                 dh = blk.backward(dh)
                 d_emb = d_emb + blk.d_emb
         dx = self.init_conv.backward(dh)                                   # (B, in, H, W)
+        if getattr(self, "ran_on_lines", False):
+            dx = dx.to_array()
         # conditioning: emb = time_embed(t) [+ label_embed(labels)]
         if self.label_embed is not None:
             self.label_embed.backward(d_emb)

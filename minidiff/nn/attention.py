@@ -43,7 +43,7 @@ class MultiheadAttention(Layer):
 
     def forward(self, x):
         from minidiff.kernels import OnLines, attention_forward
-        if isinstance(x, OnLines):        # a no_grad forward on lines: the attention runs on NCHW
+        if isinstance(x, OnLines):        # on lines (kernels/on_lines.py): the attention runs on NCHW
             from minidiff.kernels import on_lines_cpu
             return on_lines_cpu.image_to_lines(self.forward(x.to_array()))
         if x.ndim != 4 or x.shape[1] != self.channels:
@@ -57,7 +57,10 @@ class MultiheadAttention(Layer):
         return x + out.transpose(0, 2, 1).reshape(B, C, H, W)         # (B, C, H, W)
 
     def backward(self, dy):
-        from minidiff.kernels import attention_backward
+        from minidiff.kernels import OnLines, attention_backward
+        if isinstance(dy, OnLines):
+            from minidiff.kernels import on_lines_cpu
+            return on_lines_cpu.image_to_lines(self.backward(dy.to_array()))
         B, C, H, W = self.shape
         d_out = dy.reshape(B, C, H * W).transpose(0, 2, 1)            # (B, N, C)
         dO = self.to_out.backward(d_out)                              # (B, N, C)

@@ -19,7 +19,7 @@ from ..backend import as_rng, check_float_dtype, concat_channels, split_channels
 from .activations import SiLU
 from .conv import Conv2d
 from .dense import Dense
-from .grad_mode import check_no_grad, grad_enabled
+from .grad_mode import grad_enabled
 from .layer import Layer
 from .norm import GroupNormSiLU
 from .resample import Upsample
@@ -107,6 +107,7 @@ class ResBlock(Layer):
         self.out_norm = GroupNormSiLU(groups, out_ch, dtype=dtype)
         self.skip = (None if in_ch == out_ch else
                      Conv2d(in_ch, out_ch, skip_kernel, padding=skip_kernel // 2, rng=rng, dtype=dtype))
+        self.on_lines = False                     # whether the last forward ran on OnLines
 
     def forward(self, x, emb):
         from minidiff.kernels import OnLines, conv3x3_shared_forward
@@ -114,8 +115,16 @@ class ResBlock(Layer):
         parts = self._check_parts(list(x) if self.in_parts else [x])   # [(B, C_i, H, W)]
         self.part_channels = [p.shape[1] for p in parts]
         self.shared = self.skip is not None and self.skip.kernel_size == (3, 3)
-        if any(isinstance(p, OnLines) for p in parts):
+        on_lines = any(isinstance(p, OnLines) for p in parts)
+        if on_lines and not grad_enabled():
             return self._forward_on_lines(parts, emb)
+        if on_lines:                                                  # with grad: layer by layer on lines
+            from minidiff.kernels import on_lines_cpu, on_lines_grad_cpu
+            parts = [p if isinstance(p, OnLines) else on_lines_cpu.image_to_lines(p) for p in parts]
+            shared_forward, concat = on_lines_grad_cpu.conv3x3_shared_on_lines, on_lines_grad_cpu.concat_lines
+        else:
+            shared_forward, concat = conv3x3_shared_forward, concat_channels
+        self.on_lines = on_lines
         self.kept_for_backward = grad_enabled()
         if not self.kept_for_backward:
             h = self._forward_no_grad(parts, emb)
@@ -124,12 +133,12 @@ class ResBlock(Layer):
             self.kept_for_backward = True                             # no kernel took it: the layers run
         if self.shared:                                               # both convs read x: one pass
             conv_in, skip = self.in_layers.conv, self.skip
-            h, s = conv3x3_shared_forward(parts, [conv_in.params["weight"], skip.params["weight"]],
-                                          [conv_in.params.get("bias"), skip.params.get("bias")])
+            h, s = shared_forward(parts, [conv_in.params["weight"], skip.params["weight"]],
+                                  [conv_in.params.get("bias"), skip.params.get("bias")])
             self.x = parts
             h = self.in_layers.embed(h, emb)                          # (B, out, H, W)
         else:
-            x = concat_channels(parts)                                # (B, in, H, W)
+            x = concat(parts)                                         # (B, in, H, W)
             h = self.in_layers.forward(x, emb)                        # (B, out, H, W)
             s = x if self.skip is None else self.skip.forward(x)      # (B, out, H, W)
         return self.out_norm.forward(self.out_conv.forward(h), residual=s)   # (B, out, H, W)
@@ -159,7 +168,6 @@ class ResBlock(Layer):
         """Parts of x on lines (kernels/on_lines.py; NCHW parts are put on them) -> OnLines, the
         whole block on the lines (on_lines_cpu.resblock_on_lines); keeps nothing for backward."""
         from minidiff.kernels import OnLines, on_lines_cpu
-        check_no_grad(self)
         self.kept_for_backward = False
         parts = [p if isinstance(p, OnLines) else on_lines_cpu.image_to_lines(p) for p in parts]
         convs = [self.in_layers.conv] + ([self.skip] if self.shared else [])
@@ -177,18 +185,22 @@ class ResBlock(Layer):
         if not self.kept_for_backward:
             raise RuntimeError("ResBlock.backward: the last forward ran under nn.no_grad() and "
                                "kept nothing for backward; run the forward outside no_grad()")
+        if self.on_lines:
+            from minidiff.kernels import on_lines_grad_cpu
+            shared_backward, split = on_lines_grad_cpu.conv3x3_shared_backward_on_lines, on_lines_grad_cpu.split_lines
+        else:
+            shared_backward, split = conv3x3_shared_backward, split_channels
         dh = self.out_conv.backward(self.out_norm.backward(dy))      # (B, out, H, W)
         if self.shared:
             dh = self.in_layers.embed_backward(dh)                    # (B, out, H, W)
             conv_in, skip = self.in_layers.conv, self.skip
-            dxs, dws, dbs = conv3x3_shared_backward([dh, dy], self.x, [conv_in.params["weight"],
-                                                                       skip.params["weight"]])
+            dxs, dws, dbs = shared_backward([dh, dy], self.x, [conv_in.params["weight"], skip.params["weight"]])
             conv_in.add_grads(dws[0], dbs[0] if "bias" in conv_in.params else None)
             skip.add_grads(dws[1], dbs[1] if "bias" in skip.params else None)
         else:
             dx = self.in_layers.backward(dh)                          # (B, in, H, W), a fresh array
             dx += dy if self.skip is None else self.skip.backward(dy)
-            dxs = split_channels(dx, self.part_channels)              # undo the concatenation
+            dxs = split(dx, self.part_channels)                       # undo the concatenation
         self.d_emb = self.in_layers.d_emb                             # (B, E)
         return tuple(dxs) if self.in_parts else dxs[0]
 
@@ -222,10 +234,9 @@ class UpsampleConv(Layer):
     def forward(self, x):
         from minidiff.kernels import OnLines, upsample_conv3x3_forward
         self.conv._check_input(x.shape)
-        if isinstance(x, OnLines):                                    # a no_grad forward on lines
+        if isinstance(x, OnLines):                                    # on lines (kernels/on_lines.py)
             from minidiff.kernels import on_lines_cpu
-            check_no_grad(self)
-            self.x = None
+            self.x = x if grad_enabled() else None
             return on_lines_cpu.upsample_conv3x3_on_lines(x, self.conv.params["weight"],
                                                           self.conv.params.get("bias"))
         self.x = x                                                    # (B, in, H, W)
@@ -234,11 +245,17 @@ class UpsampleConv(Layer):
         return y if self.fused else self.conv.forward(self.up.forward(x))   # (B, out, 2H, 2W)
 
     def backward(self, dy):
-        from minidiff.kernels import upsample_conv3x3_backward
+        from minidiff.kernels import OnLines, upsample_conv3x3_backward
         if self.x is None:
-            raise RuntimeError("UpsampleConv.backward: the last forward ran on OnLines (a no_grad "
-                               "forward) and kept nothing; run the forward outside no_grad()")
+            raise RuntimeError("UpsampleConv.backward: the last forward ran on OnLines under no_grad() "
+                               "and kept nothing; run the forward outside no_grad()")
         conv = self.conv
+        if isinstance(dy, OnLines):
+            from minidiff.kernels import on_lines_grad_cpu
+            dx, dw, db = on_lines_grad_cpu.upsample_conv3x3_backward_on_lines(
+                dy, self.x, conv.params["weight"], need_bias="bias" in conv.params)
+            conv.add_grads(dw, db)
+            return dx
         if self.fused:
             grads = upsample_conv3x3_backward(dy, self.x, conv.params["weight"],
                                               need_bias="bias" in conv.params)

@@ -2,7 +2,7 @@
 import numpy as np
 
 from ..backend import as_rng, check_float_dtype
-from .grad_mode import check_no_grad
+from .grad_mode import grad_enabled
 from .layer import Layer, uniform_init
 
 
@@ -65,10 +65,10 @@ class Conv2d(Layer):
                               self.stride, self.padding)                 # (B, out, Ho, Wo)
 
     def _forward_on_lines(self, x):
-        """x an OnLines (no_grad forwards, kernels/on_lines.py) -> OnLines; keeps nothing for backward.
-        3x3 stride 1 padding 1 and 4x4 stride 2 padding 1 run on the lines, others via NCHW."""
+        """x an OnLines (kernels/on_lines.py) -> OnLines. 3x3 stride 1 padding 1 and 4x4 stride 2
+        padding 1 run on the lines and keep x for backward (nothing under no_grad); other
+        convs run via NCHW."""
         from minidiff.kernels import on_lines_cpu
-        check_no_grad(self)
         w, b = self.params["weight"], self.params.get("bias")
         geometry = (self.kernel_size, self.stride, self.padding)
         if geometry == ((3, 3), (1, 1), (1, 1)):
@@ -76,19 +76,32 @@ class Conv2d(Layer):
         elif geometry == ((4, 4), (2, 2), (1, 1)):
             y = on_lines_cpu.conv4x4s2_on_lines(x, w, b)
         else:
-            y = on_lines_cpu.image_to_lines(self.forward(x.to_array()))
-        self.x = None
+            return on_lines_cpu.image_to_lines(self.forward(x.to_array()))   # keeps the NCHW input
+        self.x = x if grad_enabled() else None
         return y
 
     def backward(self, dy):
-        from minidiff.kernels import conv2d_backward
+        from minidiff.kernels import OnLines, conv2d_backward
         if self.x is None:
             raise RuntimeError(f"{type(self).__name__}.backward: the last forward ran on OnLines "
-                               "(a no_grad forward) and kept nothing; run the forward outside no_grad()")
+                               "under no_grad() and kept nothing; run the forward outside no_grad()")
+        if isinstance(dy, OnLines):
+            return self._backward_on_lines(dy)
         dx, dw, db = conv2d_backward(dy, self.x, self.params["weight"], self.stride,
                                      self.padding, need_bias="bias" in self.params)
         self.add_grads(dw, db)
         return dx                                                        # (B, in, H, W)
+
+    def _backward_on_lines(self, dy):
+        """dy an OnLines -> dx as OnLines (kernels/on_lines_grad_cpu.py)."""
+        from minidiff.kernels import OnLines, on_lines_cpu, on_lines_grad_cpu
+        if not isinstance(self.x, OnLines):                              # the forward ran via NCHW
+            return on_lines_cpu.image_to_lines(self.backward(dy.to_array()))
+        backward = (on_lines_grad_cpu.conv3x3_backward_on_lines if self.kernel_size == (3, 3)
+                    else on_lines_grad_cpu.conv4x4s2_backward_on_lines)
+        dx, dw, db = backward(dy, self.x, self.params["weight"], need_bias="bias" in self.params)
+        self.add_grads(dw, db)
+        return dx
 
     def add_grads(self, dw, db):
         """grads += the weight gradient (out, in, kh, kw) and the bias gradient (out,) or None."""

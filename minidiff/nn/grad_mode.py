@@ -30,10 +30,3 @@ def no_grad():
     finally:
         _grad_enabled = old
 
-
-def check_no_grad(layer):
-    """RuntimeError unless inside no_grad(): for a layer given an OnLines (kernels/on_lines.py),
-    whose forward keeps nothing for backward."""
-    if _grad_enabled:
-        raise RuntimeError(f"{type(layer).__name__}: an OnLines input (kernels/on_lines.py) is for "
-                           "forwards under nn.no_grad() only")

@@ -34,7 +34,9 @@ class GroupNorm(Layer):
         return self._forward(x, None)
 
     def _forward(self, x, shift, residual=None):
-        from minidiff.kernels import groupnorm_silu_forward
+        from minidiff.kernels import OnLines, groupnorm_silu_forward
+        if isinstance(x, OnLines):
+            return self._forward_on_lines(x, shift, residual)
         if x.ndim < 2 or x.shape[1] != self.num_channels:
             raise ValueError(f"{type(self).__name__}: expected input (B, {self.num_channels}, ...), "
                              f"got shape {x.shape}")
@@ -47,11 +49,38 @@ class GroupNorm(Layer):
             self.num_groups, self.eps, silu=self.silu, residual=residual)  # y (B, C, ...), (B, G) x 2
         return y
 
+    def _forward_on_lines(self, x, shift, residual):
+        """x (and residual) OnLines (kernels/on_lines.py) -> OnLines; GroupNorm without SiLU via NCHW."""
+        from minidiff.kernels import on_lines_cpu, on_lines_grad_cpu
+        if x.shape[1] != self.num_channels:
+            raise ValueError(f"{type(self).__name__}: expected input (B, {self.num_channels}, ...), "
+                             f"got shape {x.shape}")
+        if not self.silu:
+            return on_lines_cpu.image_to_lines(self._forward(x.to_array(), shift, residual and residual.to_array()))
+        self.x, self.shift = x, shift
+        y, self.mean, self.rstd = on_lines_grad_cpu.groupnorm_silu_forward_on_lines(
+            x, self.params.get("weight"), self.params.get("bias"), shift, self.num_groups, self.eps, residual)
+        return y
+
     def backward(self, dy):
-        from minidiff.kernels import groupnorm_silu_backward
+        from minidiff.kernels import OnLines, groupnorm_silu_backward
+        if isinstance(dy, OnLines):
+            return self._backward_on_lines(dy)
         dx, dweight, dbias, self.d_shift = groupnorm_silu_backward(
             dy, self.x, self.mean, self.rstd, self.params.get("weight"), self.params.get("bias"),
             self.shift, self.num_groups, silu=self.silu)                # dx (B, C, ...), d_shift (B, C)
+        if self.affine:
+            self.grads["weight"] += dweight                              # (C,)
+            self.grads["bias"] += dbias                                  # (C,)
+        return dx
+
+    def _backward_on_lines(self, dy):
+        from minidiff.kernels import OnLines, on_lines_cpu, on_lines_grad_cpu
+        if not isinstance(self.x, OnLines):                              # the forward ran via NCHW
+            return on_lines_cpu.image_to_lines(self.backward(dy.to_array()))
+        dx, dweight, dbias, self.d_shift = on_lines_grad_cpu.groupnorm_silu_backward_on_lines(
+            dy, self.x, self.mean, self.rstd, self.params.get("weight"), self.params.get("bias"),
+            self.shift, self.num_groups)
         if self.affine:
             self.grads["weight"] += dweight                              # (C,)
             self.grads["bias"] += dbias                                  # (C,)
@@ -82,6 +111,8 @@ class GroupNormSiLU(GroupNorm):
 
     def preactivation(self):
         """h = GroupNorm(x) + shift of the last forward (B, C, ...), recomputed: for inspection."""
+        from minidiff.kernels import OnLines
         from minidiff.kernels.groupnorm_reference import groupnorm_silu_forward_reference
-        return groupnorm_silu_forward_reference(self.x, self.params.get("weight"), self.params.get("bias"),
+        x = self.x.to_array() if isinstance(self.x, OnLines) else self.x
+        return groupnorm_silu_forward_reference(x, self.params.get("weight"), self.params.get("bias"),
                                                 self.shift, self.num_groups, self.eps, silu=False)[0]
