@@ -80,12 +80,13 @@ def grid_rows(C, per_pass=2):
 # additions are not one long dependent chain. Iterations with consecutive
 # numbers share a chunk, so a thread re-reads it from cache.
 @njit(parallel=True, fastmath={"contract"}, cache=True)
-def conv3x3_line(xl, w, row, col, nseg, seg, stride, chunk, y):
-    """y[o, p] = sum_{c,i,j} w[o, c, i, j] * xl[c, p + i*row + j*col] for p in the stretches
-    [s*stride, s*stride + seg), s < nseg (lines.Lines gives the steps and stretches).
+def conv3x3_line(xl, w, bias, row, col, nseg, seg, stride, chunk, y, y_head):
+    """y[o, y_head + p] = bias[o] + sum_{c,i,j} w[o, c, i, j] * xl[c, p + i*row + j*col] for p in
+    the stretches [s*stride, s*stride + seg), s < nseg (lines.Lines gives the steps and stretches).
 
-    xl (Cin, L) padded lines, w (Cout, Cin, 3, 3), y (grid_rows(Cout), P) the
-    output grid; `chunk` values per iteration.
+    xl (Cin, L) padded lines, w (Cout, Cin, 3, 3), bias (Cout,), y (grid_rows(Cout), >= P + y_head)
+    the output: a grid (y_head = 0), or lines (y_head = their head: on_lines_cpu.py);
+    `chunk` values per iteration.
     """
     Cin = xl.shape[0]
     Cout = w.shape[0]
@@ -104,8 +105,8 @@ def conv3x3_line(xl, w, row, col, nseg, seg, stride, chunk, y):
         p0 = s * stride + q * chunk
         p1 = s * stride + min((q + 1) * chunk, seg)
         ya, yb = y[o0], y[o0 + 1]
-        ya[p0:p1] = 0
-        yb[p0:p1] = 0
+        ya[y_head + p0:y_head + p1] = bias[o0]
+        yb[y_head + p0:y_head + p1] = bias[o1] if o1 > o0 else 0
         for c in range(Cin):
             x = xl[c]
             a00, a01, a02 = w[o0, c, 0, 0], w[o0, c, 0, 1], w[o0, c, 0, 2]
@@ -118,10 +119,11 @@ def conv3x3_line(xl, w, row, col, nseg, seg, stride, chunk, y):
                 x00, x01, x02 = x[p], x[p + u1], x[p + u2]                  # window row 0
                 x10, x11, x12 = x[p + r1], x[p + r1 + u1], x[p + r1 + u2]   # row 1
                 x20, x21, x22 = x[p + r2], x[p + r2 + u1], x[p + r2 + u2]   # row 2
-                ya[p] += ((a00 * x00 + a01 * x01 + a02 * x02)
+                o = p + np.uint64(y_head)
+                ya[o] += ((a00 * x00 + a01 * x01 + a02 * x02)
                           + (a10 * x10 + a11 * x11 + a12 * x12)
                           + (a20 * x20 + a21 * x21 + a22 * x22))
-                yb[p] += ((b00 * x00 + b01 * x01 + b02 * x02)
+                yb[o] += ((b00 * x00 + b01 * x01 + b02 * x02)
                           + (b10 * x10 + b11 * x11 + b12 * x12)
                           + (b20 * x20 + b21 * x21 + b22 * x22))
     return y
@@ -227,7 +229,8 @@ def conv3x3_grid(xs, ws, g=None):
     g = lines(B, H, W, min(Cin, o[-1])) if g is None else g
     xl = parts_to_lines(xs, g, scratch("xl", (Cin, g.L), dtype))                # (Cin, L)
     w = ws[0] if len(ws) == 1 else np.concatenate(ws)                          # (sum Cout_k, Cin, 3, 3)
-    grid = conv3x3_line(xl, w, *steps(g), scratch("grid", (grid_rows(o[-1]), g.P), dtype))  # (Cout+, P)
+    grid = conv3x3_line(xl, w, np.zeros(o[-1], dtype), *steps(g), scratch("grid", (grid_rows(o[-1]), g.P), dtype),
+                        0)                                                     # (Cout+, P)
     return grid, g, o
 
 
@@ -245,7 +248,8 @@ def conv3x3_shared_backward_cpu(dys, xs, ws, need_bias=True):
                                           scratch("db_k", (chunks(g), o[-1]), dtype))
     dw = dw_k.sum(axis=0).reshape(o[-1], c[-1], 3, 3)                          # (Cout, Cin, 3, 3)
     w = ws[0] if len(ws) == 1 else np.concatenate(ws)
-    grid = conv3x3_line(dyl, flip_taps(w), *steps(g), scratch("xl", (grid_rows(c[-1]), g.P), dtype))  # xl is done with
+    grid = conv3x3_line(dyl, flip_taps(w), np.zeros(c[-1], dtype), *steps(g),
+                        scratch("xl", (grid_rows(c[-1]), g.P), dtype), 0)     # xl is done with
     zeros = np.zeros(c[-1], dtype)
     dxs = [from_lines(grid[c[k]:c[k + 1]], g, zeros, np.empty_like(x)) for k, x in enumerate(xs)]
     dws = [dw[o[k]:o[k + 1]] for k in range(len(ws))]

@@ -183,11 +183,12 @@ def depth_to_space_lanes(dq, Ho, R, dx):
 # kernel takes a pair). `shift` moves the start of each input line: zeros
 # here, the phase offsets in upconv_cpu.py.
 @njit(parallel=True, fastmath={"contract"}, cache=True)
-def conv2x2_line(q, shift, w, row, col, nseg, seg, stride, chunk, y):
-    """y[m, p] = sum_{k,i,j} w[m, k, i, j] * q[k, shift[k] + p + i*row + j*col] for p in the
-    stretches [s*stride, s*stride + seg), s < nseg (lines.Lines).
+def conv2x2_line(q, shift, w, bias, row, col, nseg, seg, stride, chunk, y, y_head):
+    """y[m, y_head + p] = bias[m] + sum_{k,i,j} w[m, k, i, j] * q[k, shift[k] + p + i*row + j*col]
+    for p in the stretches [s*stride, s*stride + seg), s < nseg (lines.Lines).
 
-    q (K, L) lines, shift (K,) ints, w (M, K, 2, 2), y (grid_rows(M, 4), P) the output grid.
+    q (K, L) lines, shift (K,) ints, w (M, K, 2, 2), bias (M,), y (grid_rows(M, 4), >= P + y_head)
+    the output grid (y_head = 0) or lines (y_head = their head).
     """
     K = q.shape[0]
     M = w.shape[0]
@@ -209,10 +210,10 @@ def conv2x2_line(q, shift, w, row, col, nseg, seg, stride, chunk, y):
         p0 = sg * stride + c * chunk
         p1 = sg * stride + min((c + 1) * chunk, seg)
         y0, y1, y2, y3 = y[m0], y[m0 + 1], y[m0 + 2], y[m0 + 3]
-        y0[p0:p1] = 0
-        y1[p0:p1] = 0
-        y2[p0:p1] = 0
-        y3[p0:p1] = 0
+        y0[y_head + p0:y_head + p1] = bias[m0]
+        y1[y_head + p0:y_head + p1] = bias[m1] if m0 + 1 < M else 0
+        y2[y_head + p0:y_head + p1] = bias[m2] if m0 + 2 < M else 0
+        y3[y_head + p0:y_head + p1] = bias[m3] if m0 + 3 < M else 0
         for kk in range(K):
             x = q[kk, shift[kk]:]
             a00, a01, a10, a11 = w0[kk, 0, 0], w0[kk, 0, 1], w0[kk, 1, 0], w0[kk, 1, 1]
@@ -221,10 +222,11 @@ def conv2x2_line(q, shift, w, row, col, nseg, seg, stride, chunk, y):
             d00, d01, d10, d11 = w3[kk, 0, 0], w3[kk, 0, 1], w3[kk, 1, 0], w3[kk, 1, 1]
             for p in range(np.uint64(p0), np.uint64(p1)):
                 x00, x01, x10, x11 = x[p], x[p + u1], x[p + r1], x[p + r1 + u1]
-                y0[p] += (a00 * x00 + a01 * x01) + (a10 * x10 + a11 * x11)
-                y1[p] += (b00 * x00 + b01 * x01) + (b10 * x10 + b11 * x11)
-                y2[p] += (c00 * x00 + c01 * x01) + (c10 * x10 + c11 * x11)
-                y3[p] += (d00 * x00 + d01 * x01) + (d10 * x10 + d11 * x11)
+                o = p + np.uint64(y_head)
+                y0[o] += (a00 * x00 + a01 * x01) + (a10 * x10 + a11 * x11)
+                y1[o] += (b00 * x00 + b01 * x01) + (b10 * x10 + b11 * x11)
+                y2[o] += (c00 * x00 + c01 * x01) + (c10 * x10 + c11 * x11)
+                y3[o] += (d00 * x00 + d01 * x01) + (d10 * x10 + d11 * x11)
     return y
 
 
@@ -301,8 +303,8 @@ def conv4x4s2_forward_cpu(x, w, bias):
     """y = conv4x4 stride 2 padding 1 (x, w) + bias:  x (B, Cin, H, W) -> y (B, Cout, Ho, Wo)."""
     B, Cout = x.shape[0], w.shape[0]
     q, g, Ho, Wo = _phases(x, Cout)
-    grid = conv2x2_line(q, line_shifts(len(q)), phase_weights(w), *steps(g),
-                        scratch("grid", (grid_rows(Cout, 4), g.P), x.dtype))
+    grid = conv2x2_line(q, line_shifts(len(q)), phase_weights(w), np.zeros(Cout, x.dtype), *steps(g),
+                        scratch("grid", (grid_rows(Cout, 4), g.P), x.dtype), 0)
     return from_lines(grid, g, bias, np.empty((B, Cout, Ho, Wo), x.dtype))
 
 
@@ -318,8 +320,8 @@ def conv4x4s2_backward_cpu(dy, x, w, need_bias=True):
     dw = dw6.transpose(0, 1, 4, 2, 5, 3).reshape(w.shape)                    # (o, c, 2i+a, 2j+e)
     w_dx = flip_taps(phase_weights(w))                                        # (4Cin, Cout, 2, 2)
     # dq on the whole grid: row Ho and column Wo of each phase plane hold real pixels too
-    dq = conv2x2_line(dyl, line_shifts(len(dyl)), w_dx, g.row, g.col, 1, g.P, g.P, CHUNK,
-                      scratch("q", (4 * Cin, g.P), x.dtype))  # q is done with; 4Cin needs no spare rows
+    dq = conv2x2_line(dyl, line_shifts(len(dyl)), w_dx, np.zeros(4 * Cin, x.dtype), g.row, g.col, 1, g.P, g.P,
+                      CHUNK, scratch("q", (4 * Cin, g.P), x.dtype), 0)  # q is done with; 4Cin needs no spare rows
     to_space = depth_to_space_line if g.V == 1 else depth_to_space_lanes
     dx = to_space(dq, Ho, g.R, np.empty(x.shape, x.dtype))                    # (B, Cin, H, W)
     db = dy.sum(axis=(0, 2, 3)) if need_bias else None                        # (Cout,)

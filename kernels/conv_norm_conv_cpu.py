@@ -46,6 +46,6 @@ def conv3x3_norm_conv3x3_forward_cpu(xs, ws, bs, norm_weight, norm_bias, shift, 
     xl, _, _ = groupnorm_silu_to_lines(grid[:C1], g, H, W, bs[0], weight, bias, np.ascontiguousarray(shift),
                                        num_groups, float(eps),
                                        scratch("xl", (C1, g.L), dtype))    # (C1, L): the first conv's are done with
-    grid = conv3x3_line(xl, np.ascontiguousarray(w2), *steps(g), scratch("grid", (grid_rows(C2), g.P), dtype))
     b2 = np.zeros(C2, dtype) if b2 is None else np.ascontiguousarray(b2)
-    return [from_lines(grid, g, b2, np.empty((B, C2, H, W), dtype))] + others
+    grid = conv3x3_line(xl, np.ascontiguousarray(w2), b2, *steps(g), scratch("grid", (grid_rows(C2), g.P), dtype), 0)
+    return [from_lines(grid, g, np.zeros(C2, dtype), np.empty((B, C2, H, W), dtype))] + others

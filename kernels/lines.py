@@ -78,6 +78,11 @@ class Lines(NamedTuple):
     seg: int      # ... each this long ...
     stride: int   # ... and this far apart
 
+    @property
+    def head(self):
+        """Where grid point 0 lies on the lines: (R + 1) V zeros before the first image."""
+        return (self.R + 1) * self.V
+
 
 def line_geometry(B, H, W):
     """(R, P, L) of one image per point: row length, grid length (a multiple of ALIGN)

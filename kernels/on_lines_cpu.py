@@ -4,9 +4,9 @@ Read on_lines.py first: an OnLines is an activation lying on the image lanes
 of lines.py, zero off its pixels, so any 3x3 conv reads it where it lies.
 Each layer here takes OnLines and returns OnLines:
 
-    conv 3x3         conv3x3_line on the input's lines; its grid onto fresh lines (grid_to_lanes)
+    conv 3x3         conv3x3_line on the input's lines, writing fresh lines (zero_off_pixels after)
     conv 4x4 s2      the input's phases gathered from its lines (phase_lanes_from_lines),
-                     conv2x2_line, the grid onto fresh lines
+                     conv2x2_line writing fresh lines
     upsample + conv  the four phase convs of upconv_cpu.py on the input's lines; the
                      phase grids interleaved onto the lines of the 2H x 2W output
     ResBlock         conv -> GroupNorm+SiLU -> conv -> GroupNorm+SiLU + skip, each
@@ -16,8 +16,10 @@ Each layer here takes OnLines and returns OnLines:
 
 Copies: onto and off the lanes a point's V = LANES values are one image each
 (gather / scatter: to_lanes, from_lanes), but between two layouts of lanes a
-point's V values move together, one contiguous vector: grid_to_lanes,
-phase_lanes_from_lines and phase_grids_to_lanes copy whole points.
+point's V values move together, one contiguous vector: phase_lanes_from_lines
+and phase_grids_to_lanes copy whole points. A conv kernel writes its outputs
+straight onto lines (y_head = the lines' head, the bias as the sums' start);
+zero_off_pixels then clears the junk it wrote at each row's zero point.
 
 Lines of a group of V images: rows of R = W + 1 points (the last one zero), then
 a zero row; `size` = (H + 1) R V values a group, `head` = (R + 1) V zeros first.
@@ -45,28 +47,24 @@ def lines_flow_cpu(x):
 
 
 # --- copies -----------------------------------------------------------------------------
-# Loop mapping: prange over (channel c, image group i); iteration (c, i) writes group
-# i's stretch of line c: each row's W points from the grid plus the bias, the zero
-# point after it, the zero row; the first and last groups also the head and tail.
+# Loop mapping: prange over (channel c, image group i); iteration (c, i) zeroes group
+# i's zero points and zero row on line c, and the first and last groups the head and tail.
 @njit(parallel=True, cache=True)
-def grid_to_lanes(grid, R, H, W, G, bias, line):
-    """line[c, head + p] = grid[c, p] + bias[c] at every pixel point p; 0 elsewhere:
-    (C, P) grid of G image groups -> (C, L) lines (image lanes, rows of R = W + 1 points)."""
+def zero_off_pixels(line, R, H, W, G):
+    """line[c] = 0 at every point that is not a pixel of image lanes (rows of R = W + 1 points):
+    after a conv kernel wrote its outputs straight onto the lines (y_head = the head), the
+    junk at each row's zero point and whatever was in the rest."""
     C = line.shape[0]
     V = LANES
     row, size, head = R * V, (H + 1) * R * V, (R + 1) * V
-    n_row = np.uint64(W * V)
     for ci in prange(C * G):
         c, i = ci // G, ci % G
-        src, dst, b = grid[c], line[c], bias[c]
+        dst = line[c]
         zero_ends(dst, head, head + G * size, i == 0, i == G - 1)
         dst[head + i * size + H * row:head + (i + 1) * size] = 0          # the zero row
         for h in range(H):
-            o = np.uint64(i * size + h * row)
-            out = o + np.uint64(head)
-            for q in range(n_row):
-                dst[out + q] = src[o + q] + b
-            dst[out + n_row:out + np.uint64(row)] = 0                     # the zero point
+            o = head + i * size + h * row + W * V
+            dst[o:o + V] = 0                                              # the zero point
     return line
 
 
@@ -152,16 +150,19 @@ def image_to_lines(x):
 
 def lines_to_image(X):
     """X as an NCHW array (B, C, H, W): from_lanes of the lines past their head."""
-    B, C, H, W = X.shape
-    head = (X.g.R + 1) * X.g.V
-    return from_lanes(X.line, X.g.R, np.zeros(C, X.line.dtype), np.empty(X.shape, X.line.dtype), head)
+    return from_lanes(X.line, X.g.R, np.zeros(X.shape[1], X.line.dtype), np.empty(X.shape, X.line.dtype), X.g.head)
 
 
-def _grid_to_lines(grid, g, shape, bias):
-    """OnLines of shape (B, C, H, W) from a conv's output grid (>= C rows) on Lines g, plus bias."""
+def conv_lines(rows, g, dtype):
+    """A fresh (rows, g.L) array for a conv kernel to write its outputs onto as lines
+    (y_head = g.head); on_lines() then zeroes what is not a pixel."""
+    return np.empty((rows, g.L), dtype)
+
+
+def on_lines(y, g, shape):
+    """OnLines of shape (B, C, H, W) from lines y (>= C rows) a conv wrote its outputs onto."""
     B, C, H, W = shape
-    line = grid_to_lanes(grid, g.R, H, W, g.nseg, np.ascontiguousarray(bias), np.empty((C, g.L), grid.dtype))
-    return OnLines(line, g, shape)
+    return OnLines(zero_off_pixels(y[:C], g.R, H, W, g.nseg), g, shape)
 
 
 def stack_lines(parts, name="xl"):
@@ -182,10 +183,10 @@ def stack_lines(parts, name="xl"):
 def conv3x3_on_lines(X, w, b):
     """conv3x3 (stride 1, padding 1) of X with w (Cout, Cin, 3, 3) plus b (None: 0), as OnLines."""
     B, _, H, W = X.shape
-    Cout = w.shape[0]
-    grid = conv3x3_line(X.line, np.ascontiguousarray(w), *steps(X.g),
-                        scratch("grid", (grid_rows(Cout), X.g.P), X.line.dtype))     # (Cout+, P)
-    return _grid_to_lines(grid, X.g, (B, Cout, H, W), conv_biases([w], [b], X.line.dtype)[0])
+    Cout, g, dtype = w.shape[0], X.g, X.line.dtype
+    y = conv3x3_line(X.line, np.ascontiguousarray(w), conv_biases([w], [b], dtype)[0], *steps(g),
+                     conv_lines(grid_rows(Cout), g, dtype), g.head)                   # (Cout+, L)
+    return on_lines(y, g, (B, Cout, H, W))
 
 
 def conv4x4s2_on_lines(X, w, b):
@@ -194,10 +195,11 @@ def conv4x4s2_on_lines(X, w, b):
     Cout = w.shape[0]
     Ho, Wo = output_size(H, W)
     g = lane_lines(B, Ho, Wo)
-    q = phase_lanes_from_lines(X.line, H, W, g.nseg, Ho, Wo, scratch("q", (4 * Cin, g.L), X.line.dtype))
-    grid = conv2x2_line(q, line_shifts(len(q)), phase_weights_4x4(w), *steps(g),
-                        scratch("grid", (grid_rows(Cout, 4), g.P), X.line.dtype))    # (Cout+, P)
-    return _grid_to_lines(grid, g, (B, Cout, Ho, Wo), conv_biases([w], [b], X.line.dtype)[0])
+    dtype = X.line.dtype
+    q = phase_lanes_from_lines(X.line, H, W, g.nseg, Ho, Wo, scratch("q", (4 * Cin, g.L), dtype))
+    y = conv2x2_line(q, line_shifts(len(q)), phase_weights_4x4(w), conv_biases([w], [b], dtype)[0], *steps(g),
+                     conv_lines(grid_rows(Cout, 4), g, dtype), g.head)               # (Cout+, L)
+    return on_lines(y, g, (B, Cout, Ho, Wo))
 
 
 def upsample_conv3x3_on_lines(X, w, b):
@@ -207,8 +209,9 @@ def upsample_conv3x3_on_lines(X, w, b):
     Cout, g = w.shape[0], X.g
     Wp = phase_weights_up(np.ascontiguousarray(w))                          # (4, Cout, Cin, 2, 2)
     grids = scratch("grid", (4, grid_rows(Cout, 4), g.P), X.line.dtype)    # (4, Cout+, P)
+    zeros = np.zeros(Cout, X.line.dtype)
     for ae, (a, e) in enumerate(PHASES):
-        conv2x2_line(X.line, line_shifts(Cin, a * g.row + e * g.col), Wp[ae], *steps(g), grids[ae])
+        conv2x2_line(X.line, line_shifts(Cin, a * g.row + e * g.col), Wp[ae], zeros, *steps(g), grids[ae], 0)
     g2 = lane_lines(B, 2 * H, 2 * W)
     bias = conv_biases([w], [b], X.line.dtype)[0]
     line = phase_grids_to_lanes(grids, g.R, H, W, g.nseg, bias, np.empty((Cout, g2.L), X.line.dtype))
@@ -226,12 +229,13 @@ def resblock_on_lines(parts, ws, bs, norm_in, shift, w2, b2, norm_out, skip_1x1=
     bias: 1 / 0); shift (B, Cout)."""
     B, _, H, W = parts[0].shape
     g, dtype = parts[0].g, parts[0].line.dtype
-    head = (g.R + 1) * g.V
+    head = g.head
     xl = stack_lines(parts)                                                   # (Cin, L)
     C1, C2 = ws[0].shape[0], w2.shape[0]
     w = np.ascontiguousarray(ws[0] if len(ws) == 1 else np.concatenate(ws))   # (C1 [+ C2], Cin, 3, 3)
     bs = conv_biases(ws, bs, dtype)
-    grid = conv3x3_line(xl, w, *steps(g), scratch("grid", (grid_rows(w.shape[0]), g.P), dtype))
+    grid = conv3x3_line(xl, w, np.zeros(w.shape[0], dtype), *steps(g),
+                        scratch("grid", (grid_rows(w.shape[0]), g.P), dtype), 0)          # (C1 [+ C2]+, P)
     if len(ws) > 1:
         residual = (grid[C1:], bs[1], 0)                                      # the skip conv's grid rows
     elif skip_1x1 is not None:
@@ -243,9 +247,10 @@ def resblock_on_lines(parts, ws, bs, norm_in, shift, w2, b2, norm_out, skip_1x1=
     hl, _, _ = groupnorm_silu_to_lines(grid[:C1], g, H, W, bs[0], *_affine(norm_in, C1, dtype),
                                        np.ascontiguousarray(shift), norm_in[2], float(norm_in[3]),
                                        scratch("hl", (C1, g.L), dtype))       # (C1, L)
-    grid2 = conv3x3_line(hl, np.ascontiguousarray(w2), *steps(g), scratch("grid2", (grid_rows(C2), g.P), dtype))
     b2 = conv_biases([w2], [b2], dtype)[0]
-    y, _, _ = groupnorm_silu_to_lines(grid2, g, H, W, b2, *_affine(norm_out, C2, dtype), np.zeros((B, C2), dtype),
+    grid2 = conv3x3_line(hl, np.ascontiguousarray(w2), np.zeros(C2, dtype), *steps(g),
+                         scratch("grid2", (grid_rows(C2), g.P), dtype), 0)
+    y, _, _ = groupnorm_silu_to_lines(grid2[:C2], g, H, W, b2, *_affine(norm_out, C2, dtype), np.zeros((B, C2), dtype),
                                       norm_out[2], float(norm_out[3]), np.empty((C2, g.L), dtype), residual)
     return OnLines(y, g, (B, C2, H, W))
 

@@ -26,7 +26,7 @@ from .conv4x4s2_cpu import phase_weights as phase_weights_4x4
 from .groupnorm_lines_cpu import groupnorm_silu_backward_lanes, groupnorm_silu_to_lines
 from .lines import LANES, gather_lanes, offsets, zero_ends
 from .on_lines import OnLines
-from .on_lines_cpu import _affine, _grid_to_lines, phase_lanes_from_lines, stack_lines
+from .on_lines_cpu import _affine, conv_lines, on_lines, phase_lanes_from_lines, stack_lines
 from .scratch import scratch
 from .upconv_phases import PHASES, phase_weights_grad
 from .upconv_phases import phase_weights as phase_weights_up
@@ -116,9 +116,9 @@ def conv3x3_shared_on_lines(parts, ws, bs):
     xl = stack_lines(parts)                                                    # (Cin, L)
     o = offsets(w.shape[0] for w in ws)
     w = np.ascontiguousarray(ws[0] if len(ws) == 1 else np.concatenate(ws))
-    grid = conv3x3_line(xl, w, *steps(g), scratch("grid", (grid_rows(o[-1]), g.P), dtype))
-    return [_grid_to_lines(grid[o[k]:o[k + 1]], g, (B, o[k + 1] - o[k], H, W), b)
-            for k, b in enumerate(conv_biases(ws, bs, dtype))]
+    y = conv3x3_line(xl, w, np.concatenate(conv_biases(ws, bs, dtype)), *steps(g),
+                     conv_lines(grid_rows(o[-1]), g, dtype), g.head)               # (Cout+, L)
+    return split_lines(on_lines(y, g, (B, o[-1], H, W)), [w.shape[0] for w in ws])
 
 
 def conv3x3_shared_backward_on_lines(dys, parts, ws, need_bias=True):
@@ -132,8 +132,9 @@ def conv3x3_shared_backward_on_lines(dys, parts, ws, need_bias=True):
                                           scratch("db_k", (chunks(g), o[-1]), dtype))
     dw = dw_k.sum(axis=0).reshape(o[-1], c[-1], 3, 3)                          # (Cout, Cin, 3, 3)
     w = ws[0] if len(ws) == 1 else np.concatenate(ws)
-    grid = conv3x3_line(dyl, flip_taps(w), *steps(g), scratch("grid", (grid_rows(c[-1]), g.P), dtype))
-    dX = _grid_to_lines(grid, g, (B, c[-1], H, W), np.zeros(c[-1], dtype))
+    dx = conv3x3_line(dyl, flip_taps(w), np.zeros(c[-1], dtype), *steps(g), conv_lines(grid_rows(c[-1]), g, dtype),
+                      g.head)                                                     # (Cin+, L)
+    dX = on_lines(dx, g, (B, c[-1], H, W))
     db = db_k.sum(axis=0) if need_bias else None                                # (Cout,)
     return (split_lines(dX, [p.shape[1] for p in parts]), [dw[o[k]:o[k + 1]] for k in range(len(ws))],
             [None if db is None else db[o[k]:o[k + 1]] for k in range(len(ws))])
@@ -156,8 +157,8 @@ def conv4x4s2_backward_on_lines(dY, X, w, need_bias=True):
                                     scratch("dw_k", (chunks(g), Cout, 4 * Cin, 4), dtype))
     dw6 = dw_k.sum(axis=0).reshape(Cout, Cin, 2, 2, 2, 2)                    # (o, c, a, e, i, j)
     dw = dw6.transpose(0, 1, 4, 2, 5, 3).reshape(w.shape)                    # (o, c, 2i+a, 2j+e)
-    dq = conv2x2_line(dY.line, line_shifts(Cout), flip_taps(phase_weights_4x4(w)), g.row, g.col, 1, g.P, g.P,
-                      CHUNK, scratch("q", (4 * Cin, g.P), dtype))            # the whole phase grid
+    dq = conv2x2_line(dY.line, line_shifts(Cout), flip_taps(phase_weights_4x4(w)), np.zeros(4 * Cin, dtype),
+                      g.row, g.col, 1, g.P, g.P, CHUNK, scratch("q", (4 * Cin, g.P), dtype), 0)   # the whole phase grid
     dx = lines_from_phases(dq, H, W, g.nseg, Ho, Wo, np.empty((Cin, X.g.L), dtype))
     return OnLines(dx, X.g, X.shape), dw, _pixel_sums(dY) if need_bias else None
 
@@ -175,8 +176,9 @@ def upsample_conv3x3_backward_on_lines(dY, X, w, need_bias=True):
     dw = phase_weights_grad(dW_k.sum(axis=1).reshape(4, Cout, Cin, 2, 2))  # (Cout, Cin, 3, 3)
     W_dx = flip_taps(phase_weights_up(w).reshape(4 * Cout, Cin, 2, 2))     # (Cin, 4Cout, 2, 2)
     shift = np.concatenate([line_shifts(Cout, (1 - a) * g.row + (1 - e) * g.col) for a, e in PHASES])
-    grid = conv2x2_line(dyl, shift, W_dx, *steps(g), scratch("grid", (grid_rows(Cin, 4), g.P), dtype))
-    dX = _grid_to_lines(grid, g, X.shape, np.zeros(Cin, dtype))
+    dx = conv2x2_line(dyl, shift, W_dx, np.zeros(Cin, dtype), *steps(g), conv_lines(grid_rows(Cin, 4), g, dtype),
+                      g.head)                                                 # (Cin+, L)
+    dX = on_lines(dx, g, X.shape)
     return dX, dw, _pixel_sums(dY) if need_bias else None
 
 
@@ -185,12 +187,11 @@ def groupnorm_silu_forward_on_lines(X, weight, bias, shift, num_groups, eps, res
     shift (B, C) or None), mean and rstd (B, num_groups); groupnorm_lines_cpu.groupnorm_silu_lanes."""
     B, C, H, W = X.shape
     g, dtype = X.g, X.line.dtype
-    head = (g.R + 1) * g.V
     shift = np.zeros((B, C), dtype) if shift is None else np.ascontiguousarray(shift)
-    res = None if residual is None else (residual.line, np.zeros(C, dtype), head)
+    res = None if residual is None else (residual.line, np.zeros(C, dtype), g.head)
     z, mean, rstd = groupnorm_silu_to_lines(X.line, g, H, W, np.zeros(C, dtype),
                                             *_affine((weight, bias), C, dtype), shift, num_groups, float(eps),
-                                            np.empty((C, g.L), dtype), res, src_head=head)
+                                            np.empty((C, g.L), dtype), res, src_head=g.head)
     return OnLines(z, g, X.shape), mean, rstd
 
 

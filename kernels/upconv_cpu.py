@@ -179,8 +179,9 @@ def upsample_conv3x3_forward_cpu(x, w, bias):
     xl = to_lines(x, g, scratch("xl", (Cin, g.L), x.dtype))                # (Cin, L)
     Wp = phase_weights(w)                                                  # (4, Cout, Cin, 2, 2)
     grids = scratch("grid", (4, grid_rows(Cout, 4), g.P), x.dtype)         # (4, Cout+, P)
+    zeros = np.zeros(Cout, x.dtype)
     for ae, (a, e) in enumerate(PHASES):
-        conv2x2_line(xl, line_shifts(Cin, a * g.row + e * g.col), Wp[ae], *steps(g), grids[ae])
+        conv2x2_line(xl, line_shifts(Cin, a * g.row + e * g.col), Wp[ae], zeros, *steps(g), grids[ae], 0)
     interleave = phases_to_image if g.V == 1 else phases_to_image_lanes
     return interleave(grids, g.R, bias, np.empty((B, Cout, 2 * H, 2 * W), x.dtype))
 
@@ -201,8 +202,8 @@ def upsample_conv3x3_backward_cpu(dy, x, w, need_bias=True):
     dw = phase_weights_grad(dW_k.sum(axis=1).reshape(4, Cout, Cin, 2, 2))  # (Cout, Cin, 3, 3)
     W_dx = flip_taps(phase_weights(w).reshape(4 * Cout, Cin, 2, 2))        # (Cin, 4Cout, 2, 2)
     shift = np.concatenate([line_shifts(Cout, (1 - a) * g.row + (1 - e) * g.col) for a, e in PHASES])
-    grid = conv2x2_line(dyl, shift, W_dx, *steps(g),
-                        scratch("xl", (grid_rows(Cin, 4), g.P), x.dtype))  # xl is done with
+    grid = conv2x2_line(dyl, shift, W_dx, np.zeros(Cin, x.dtype), *steps(g),
+                        scratch("xl", (grid_rows(Cin, 4), g.P), x.dtype), 0)  # xl is done with
     dx = from_lines(grid, g, np.zeros(Cin, x.dtype), np.empty(x.shape, x.dtype))   # (B, Cin, H, W)
     db = dy.sum(axis=(0, 2, 3)) if need_bias else None                      # (Cout,)
     return dx, dw, db

@@ -170,11 +170,12 @@ def test_line_kernels_refuse_a_grid_without_its_spare_rows():
     R, P, L = lines.line_geometry(B, H, W)
     xl = np.zeros((Cin, L), np.float32)
     with pytest.raises(ValueError, match="grid_rows"):
-        conv3x3_cpu.conv3x3_line(xl, np.zeros((3, Cin, 3, 3), np.float32), R, 1, 1, P, P, conv3x3_cpu.CHUNK,
-                                 np.empty((3, P), np.float32))
+        conv3x3_cpu.conv3x3_line(xl, np.zeros((3, Cin, 3, 3), np.float32), np.zeros(3, np.float32), R, 1, 1, P, P,
+                                 conv3x3_cpu.CHUNK, np.empty((3, P), np.float32), 0)
     with pytest.raises(ValueError, match="grid_rows"):
         conv4x4s2_cpu.conv2x2_line(xl, conv4x4s2_cpu.line_shifts(len(xl)), np.zeros((5, Cin, 2, 2), np.float32),
-                                   R, 1, 1, P, P, conv3x3_cpu.CHUNK, np.empty((5, P), np.float32))
+                                   np.zeros(5, np.float32), R, 1, 1, P, P, conv3x3_cpu.CHUNK,
+                                   np.empty((5, P), np.float32), 0)
 
 
 def _shared_reference_forward(xs, ws, bs):

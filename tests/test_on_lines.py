@@ -50,15 +50,13 @@ def test_image_to_lines_and_back(size, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("size", SIZES)
-def test_grid_to_lanes_is_the_lines_of_the_grid_plus_bias(size, dtype):
+def test_zero_off_pixels_keeps_exactly_the_pixels(size, dtype):
     B, C, H, W = size
-    rng = np.random.default_rng(sum(size) + 1)
     g = lane_lines(B, H, W)
-    grid, bias = _rand(rng, (C + 1, g.P), dtype), _rand(rng, C, dtype)   # a spare row, junk included
-    line = ol.grid_to_lanes(grid, g.R, H, W, g.nseg, bias, _nan_lines(C, g, dtype))
-    x = ol.lines_to_image(OnLines(np.pad(grid[:C], ((0, 0), ((g.R + 1) * g.V, 0))), g, size))
-    np.testing.assert_allclose(line, to_lanes(x + bias[:, None, None], g.R, _nan_lines(C, g, dtype)),
-                               rtol=1e-6 if dtype == np.float32 else 1e-15)
+    line = _rand(np.random.default_rng(sum(size) + 1), (C, g.L), dtype)      # junk everywhere
+    x = ol.lines_to_image(OnLines(line, g, size))                           # the pixels
+    got = ol.zero_off_pixels(line.copy(), g.R, H, W, g.nseg)
+    np.testing.assert_array_equal(got, ol.image_to_lines(x).line)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
