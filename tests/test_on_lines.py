@@ -147,10 +147,13 @@ def test_conv2d_on_lines_matches_the_reference(conv, dtype):
     _close(dX.to_array(), dx_ref, dtype, 10)
     _close(layer.grads["weight"], dw_ref, dtype, 100)
     _close(layer.grads["bias"], db_ref, dtype, 100)
+    if k in (3, 4) and s == k - 2:                                  # the backward freed the kept input
+        with pytest.raises(RuntimeError, match="nothing kept"):
+            layer.backward(ol.image_to_lines(dy))
     with no_grad():
         _close(layer.forward(ol.image_to_lines(x)).to_array(), want, dtype, 10)
     if k in (3, 4) and s == k - 2:                                  # ran on the lines: kept nothing
-        with pytest.raises(RuntimeError, match="kept nothing"):
+        with pytest.raises(RuntimeError, match="nothing kept"):
             layer.backward(ol.image_to_lines(dy))
 
 
@@ -175,7 +178,7 @@ def test_upsample_conv_on_lines_matches_the_two_steps(dtype):
     _close(layer.conv.grads["bias"], db_ref, dtype, 100)
     with no_grad():
         layer.forward(ol.image_to_lines(x))
-    with pytest.raises(RuntimeError, match="kept nothing"):
+    with pytest.raises(RuntimeError, match="nothing kept"):
         layer.backward(ol.image_to_lines(dy))
 
 

@@ -60,7 +60,9 @@ class MultiheadAttention(Layer):
         from minidiff.kernels import OnLines, attention_backward
         if isinstance(dy, OnLines):
             from minidiff.kernels import on_lines_cpu
-            return on_lines_cpu.image_to_lines(self.backward(dy.to_array()))
+            dx = on_lines_cpu.image_to_lines(self.backward(dy.to_array()))
+            self.qkv = self.P = None                                  # freed once used (nn.Conv2d)
+            return dx
         B, C, H, W = self.shape
         d_out = dy.reshape(B, C, H * W).transpose(0, 2, 1)            # (B, N, C)
         dO = self.to_out.backward(d_out)                              # (B, N, C)

@@ -195,6 +195,8 @@ class ResBlock(Layer):
             dh = self.in_layers.embed_backward(dh)                    # (B, out, H, W)
             conv_in, skip = self.in_layers.conv, self.skip
             dxs, dws, dbs = shared_backward([dh, dy], self.x, [conv_in.params["weight"], skip.params["weight"]])
+            if self.on_lines:
+                self.x = None                                         # freed once used (nn.Conv2d)
             conv_in.add_grads(dws[0], dbs[0] if "bias" in conv_in.params else None)
             skip.add_grads(dws[1], dbs[1] if "bias" in skip.params else None)
         else:
@@ -247,14 +249,15 @@ class UpsampleConv(Layer):
     def backward(self, dy):
         from minidiff.kernels import OnLines, upsample_conv3x3_backward
         if self.x is None:
-            raise RuntimeError("UpsampleConv.backward: the last forward ran on OnLines under no_grad() "
-                               "and kept nothing; run the forward outside no_grad()")
+            raise RuntimeError("UpsampleConv.backward: nothing kept from the last forward (it ran on OnLines "
+                               "under no_grad(), or its backward already ran); run a forward with grad")
         conv = self.conv
         if isinstance(dy, OnLines):
             from minidiff.kernels import on_lines_grad_cpu
             dx, dw, db = on_lines_grad_cpu.upsample_conv3x3_backward_on_lines(
                 dy, self.x, conv.params["weight"], need_bias="bias" in conv.params)
             conv.add_grads(dw, db)
+            self.x = None                                             # freed once used (nn.Conv2d)
             return dx
         if self.fused:
             grads = upsample_conv3x3_backward(dy, self.x, conv.params["weight"],

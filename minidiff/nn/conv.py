@@ -83,8 +83,8 @@ class Conv2d(Layer):
     def backward(self, dy):
         from minidiff.kernels import OnLines, conv2d_backward
         if self.x is None:
-            raise RuntimeError(f"{type(self).__name__}.backward: the last forward ran on OnLines "
-                               "under no_grad() and kept nothing; run the forward outside no_grad()")
+            raise RuntimeError(f"{type(self).__name__}.backward: nothing kept from the last forward (it ran "
+                               "on OnLines under no_grad(), or its backward already ran); run a forward with grad")
         if isinstance(dy, OnLines):
             return self._backward_on_lines(dy)
         dx, dw, db = conv2d_backward(dy, self.x, self.params["weight"], self.stride,
@@ -93,7 +93,8 @@ class Conv2d(Layer):
         return dx                                                        # (B, in, H, W)
 
     def _backward_on_lines(self, dy):
-        """dy an OnLines -> dx as OnLines (kernels/on_lines_grad_cpu.py)."""
+        """dy an OnLines -> dx as OnLines (kernels/on_lines_grad_cpu.py); frees the kept input, as
+        every layer's backward on lines does (a train step's peak memory is then lower)."""
         from minidiff.kernels import OnLines, on_lines_cpu, on_lines_grad_cpu
         if not isinstance(self.x, OnLines):                              # the forward ran via NCHW
             return on_lines_cpu.image_to_lines(self.backward(dy.to_array()))
@@ -101,6 +102,7 @@ class Conv2d(Layer):
                     else on_lines_grad_cpu.conv4x4s2_backward_on_lines)
         dx, dw, db = backward(dy, self.x, self.params["weight"], need_bias="bias" in self.params)
         self.add_grads(dw, db)
+        self.x = None                             # on lines the input goes as soon as it is used
         return dx
 
     def add_grads(self, dw, db):

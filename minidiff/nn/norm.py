@@ -76,6 +76,9 @@ class GroupNorm(Layer):
 
     def _backward_on_lines(self, dy):
         from minidiff.kernels import OnLines, on_lines_cpu, on_lines_grad_cpu
+        if self.x is None:
+            raise RuntimeError(f"{type(self).__name__}.backward: nothing kept from the last forward "
+                               "(its backward on lines already ran); run a forward first")
         if not isinstance(self.x, OnLines):                              # the forward ran via NCHW
             return on_lines_cpu.image_to_lines(self.backward(dy.to_array()))
         dx, dweight, dbias, self.d_shift = on_lines_grad_cpu.groupnorm_silu_backward_on_lines(
@@ -84,6 +87,7 @@ class GroupNorm(Layer):
         if self.affine:
             self.grads["weight"] += dweight                              # (C,)
             self.grads["bias"] += dbias                                  # (C,)
+        self.x = None                                                    # freed once used (nn.Conv2d)
         return dx
 
     def extra_repr(self):
