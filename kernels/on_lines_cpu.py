@@ -1,4 +1,4 @@
-"""The layers of a no_grad U-Net forward on image lanes, and their copies (CPU, Numba).
+"""The layers of a U-Net forward on image lanes, and their copies (CPU, Numba).
 
 Read on_lines.py first: an OnLines is an activation lying on the image lanes
 of lines.py, zero off its pixels, so any 3x3 conv reads it where it lies.
@@ -13,6 +13,9 @@ Each layer here takes OnLines and returns OnLines:
                      GroupNorm writing lines (groupnorm_lines_cpu.py), the last one
                      adding the skip (the input's lines, or the 3x3 skip conv's grid)
     attention        via NCHW (to_array, then image_to_lines): 7x7, and its GEMMs want tokens
+
+Under no_grad() the ResBlock runs fused (resblock_on_lines: its convs' grids are scratch);
+with grad the layers run one by one on lines and keep their inputs (on_lines_grad_cpu.py).
 
 Copies: onto and off the lanes a point's V = LANES values are one image each
 (gather / scatter: to_lanes, from_lanes), but between two layouts of lanes a
@@ -244,18 +247,18 @@ def resblock_on_lines(parts, ws, bs, norm_in, shift, w2, b2, norm_out, skip_1x1=
         residual = (res, conv_biases([sw], [sb], dtype)[0], head)
     else:
         residual = (xl, np.zeros(C2, dtype), head)                            # the input's lines
-    hl, _, _ = groupnorm_silu_to_lines(grid[:C1], g, H, W, bs[0], *_affine(norm_in, C1, dtype),
+    hl, _, _ = groupnorm_silu_to_lines(grid[:C1], g, H, W, bs[0], *norm_arrays(norm_in, C1, dtype),
                                        np.ascontiguousarray(shift), norm_in[2], float(norm_in[3]),
                                        scratch("hl", (C1, g.L), dtype))       # (C1, L)
     b2 = conv_biases([w2], [b2], dtype)[0]
     grid2 = conv3x3_line(hl, np.ascontiguousarray(w2), np.zeros(C2, dtype), *steps(g),
                          scratch("grid2", (grid_rows(C2), g.P), dtype), 0)
-    y, _, _ = groupnorm_silu_to_lines(grid2[:C2], g, H, W, b2, *_affine(norm_out, C2, dtype), np.zeros((B, C2), dtype),
+    y, _, _ = groupnorm_silu_to_lines(grid2[:C2], g, H, W, b2, *norm_arrays(norm_out, C2, dtype), np.zeros((B, C2), dtype),
                                       norm_out[2], float(norm_out[3]), np.empty((C2, g.L), dtype), residual)
     return OnLines(y, g, (B, C2, H, W))
 
 
-def _affine(norm, C, dtype):
+def norm_arrays(norm, C, dtype):
     """(weight, bias) of a GroupNorm as contiguous arrays, ones / zeros for None."""
     weight, bias = norm[0], norm[1]
     return (np.ones(C, dtype) if weight is None else np.ascontiguousarray(weight),

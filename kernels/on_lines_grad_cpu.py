@@ -26,7 +26,7 @@ from .conv4x4s2_cpu import phase_weights as phase_weights_4x4
 from .groupnorm_lines_cpu import groupnorm_silu_backward_lanes, groupnorm_silu_to_lines
 from .lines import LANES, gather_lanes, offsets, zero_ends
 from .on_lines import OnLines
-from .on_lines_cpu import _affine, conv_lines, on_lines, phase_lanes_from_lines, stack_lines
+from .on_lines_cpu import conv_lines, norm_arrays, on_lines, phase_lanes_from_lines, stack_lines
 from .scratch import scratch
 from .upconv_phases import PHASES, phase_weights_grad
 from .upconv_phases import phase_weights as phase_weights_up
@@ -190,7 +190,7 @@ def groupnorm_silu_forward_on_lines(X, weight, bias, shift, num_groups, eps, res
     shift = np.zeros((B, C), dtype) if shift is None else np.ascontiguousarray(shift)
     res = None if residual is None else (residual.line, np.zeros(C, dtype), g.head)
     z, mean, rstd = groupnorm_silu_to_lines(X.line, g, H, W, np.zeros(C, dtype),
-                                            *_affine((weight, bias), C, dtype), shift, num_groups, float(eps),
+                                            *norm_arrays((weight, bias), C, dtype), shift, num_groups, float(eps),
                                             np.empty((C, g.L), dtype), res, src_head=g.head)
     return OnLines(z, g, X.shape), mean, rstd
 
@@ -200,7 +200,7 @@ def groupnorm_silu_backward_on_lines(dZ, X, mean, rstd, weight, bias, shift, num
     is dZ itself); None for absent weight / bias / shift, as groupnorm_silu_backward_cpu."""
     B, C, H, W = X.shape
     dtype = X.line.dtype
-    w, b = _affine((weight, bias), C, dtype)
+    w, b = norm_arrays((weight, bias), C, dtype)
     sh = np.zeros((B, C), dtype) if shift is None else np.ascontiguousarray(shift)
     dx = np.empty_like(X.line)                                                 # (C, L)
     dshift = np.empty((B, C), np.float64)                                      # (B, C) partial sums

@@ -325,3 +325,36 @@ def test_unet_on_lines_only_where_it_can():
     assert not model._on_lines(x.astype(np.float64))                # not the model's dtype
     with reference_mode():
         assert not model._on_lines(x) and not lines_flow(x)
+
+
+def test_unet_train_step_on_lines_matches_central_differences():
+    """An independent check of the lines path: along random directions v of the parameters and
+    of x, (L(p + h v) - L(p - h v)) / 2h against <dL/dp, v>, float64, L = sum(forward * R)."""
+    model = UNet(1, 16, 50, channel_multipliers=(1, 2), dtype=np.float64)
+    rng = np.random.default_rng(12)
+    x, R = rng.standard_normal((16, 1, 8, 8)), rng.standard_normal((16, 1, 8, 8))
+    t = rng.integers(0, 50, 16)
+    params = [p for _, p, _ in model.named_parameters()]
+    model.zero_grad()
+    model.forward(x, t)
+    assert model.ran_on_lines
+    dx = model.backward(R)
+    grads = [g.copy() for _, _, g in model.named_parameters()]
+    for trial in range(3):
+        vs = [rng.standard_normal(p.shape) for p in params]
+        vx = rng.standard_normal(x.shape)
+        norm = np.sqrt(sum(float(np.sum(v * v)) for v in vs) + float(np.sum(vx * vx)))
+        vs, vx = [v / norm for v in vs], vx / norm                  # a unit direction
+        h = 1e-4
+
+        def loss(sign):
+            for p, v in zip(params, vs):
+                p += sign * h * v
+            out = float(np.sum(model.forward(x + sign * h * vx, t) * R))
+            for p, v in zip(params, vs):
+                p -= sign * h * v
+            return out
+
+        numeric = (loss(1) - loss(-1)) / (2 * h)
+        analytic = sum(float(np.sum(g * v)) for g, v in zip(grads, vs)) + float(np.sum(dx * vx))
+        assert abs(numeric - analytic) <= 1e-6 * max(abs(analytic), 1.0), (trial, numeric, analytic)
