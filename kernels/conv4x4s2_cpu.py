@@ -121,6 +121,17 @@ def _phase_point(c, h, w, g, size, R, V, row_len):
     return np.uint64((4 * c + 2 * a + e) * row_len + g * size + (u * R + v) * V)
 
 
+@njit(inline="always")
+def zero_phase_stretch(q, c, g, G, size):
+    """Zero group g's stretch (`size` values) of the four phase lines of channel c in q
+    (4C, L), and for the last group (of G) the tail after it: the padding."""
+    for phase in range(4):
+        line = q[4 * c + phase]
+        line[g * size:(g + 1) * size] = 0
+        if g == G - 1:
+            line[G * size:] = 0                      # the tail after the last group
+
+
 # Loop mapping: prange over (channel, group of V images); iteration (c, g)
 # zeroes group g's stretch of the four phase lines of channel c (the padding;
 # the last group also the tail), then copies each pixel of its V images to
@@ -140,11 +151,7 @@ def space_to_depth_lanes(x, Ho, R, q):
     size = (Ho + 1) * R * V                          # one group's stretch of a phase line
     for cg in prange(C * G):
         c, g = cg // G, cg % G
-        for phase in range(4):
-            line = q[4 * c + phase]
-            line[g * size:(g + 1) * size] = 0
-            if g == G - 1:
-                line[G * size:] = 0                  # the tail after the last group
+        zero_phase_stretch(q, c, g, G, size)
         src = np.uint64((g * V * C + c) * H * W)     # x[g*V, c, 0, 0]
         for h in range(H):
             for w in range(W):

@@ -33,7 +33,7 @@ from numba import njit, prange
 from . import lines as lines_mod
 from . import numba_threads  # noqa: F401  (selects the threading layer first)
 from .conv3x3_cpu import conv3x3_line, conv_biases, grid_rows, steps
-from .conv4x4s2_cpu import _phase_point, conv2x2_line, line_shifts, output_size
+from .conv4x4s2_cpu import _phase_point, conv2x2_line, line_shifts, output_size, zero_phase_stretch
 from .conv4x4s2_cpu import phase_weights as phase_weights_4x4
 from .groupnorm_lines_cpu import groupnorm_silu_to_lines
 from .lines import LANES, from_lanes, lane_lines, to_lanes, zero_ends
@@ -71,6 +71,15 @@ def zero_off_pixels(line, R, H, W, G):
     return line
 
 
+@njit(inline="always")
+def phase_sizes(H, W, Ho, Wo):
+    """(R, Ro, size_in, size_out, head): the row lengths in points and the group stretches of
+    an H x W input's lanes lines and of its Ho x Wo phase lines, and the input lines' head."""
+    V = LANES
+    R, Ro = W + 1, Wo + 1
+    return R, Ro, (H + 1) * R * V, (Ho + 1) * Ro * V, (R + 1) * V
+
+
 # Loop mapping: prange over (channel c, image group i), as space_to_depth_lanes
 # (conv4x4s2_cpu.py), whose phase layout this writes; each pixel's V values are
 # one contiguous vector on the input's lines and on its phase line.
@@ -79,19 +88,13 @@ def phase_lanes_from_lines(line, H, W, G, Ho, Wo, q):
     """q[4c + 2a + e, ((i*(Ho+1) + u)*Ro + v)*V + lane] = pixel (2u + a - 1, 2v + e - 1) of
     channel c, image i*V + lane, read from its lines (C, L); 0 off the image; Ro = Wo + 1."""
     C = line.shape[0]
-    V = LANES
-    v_ = np.uint64(V)
-    R, Ro = W + 1, Wo + 1
-    size_in, size_out, head = (H + 1) * R * V, (Ho + 1) * Ro * V, (R + 1) * V
+    V, v_ = LANES, np.uint64(LANES)
+    R, Ro, size_in, size_out, head = phase_sizes(H, W, Ho, Wo)
     L = q.shape[1]
     q_f = q.ravel()
     for ci in prange(C * G):
         c, i = ci // G, ci % G
-        for phase in range(4):
-            ql = q[4 * c + phase]
-            ql[i * size_out:(i + 1) * size_out] = 0
-            if i == G - 1:
-                ql[G * size_out:] = 0                # the tail after the last group
+        zero_phase_stretch(q, c, i, G, size_out)
         src = line[c]
         for h in range(H):
             for w in range(W):

@@ -26,7 +26,7 @@ from .conv4x4s2_cpu import phase_weights as phase_weights_4x4
 from .groupnorm_lines_cpu import groupnorm_silu_backward_lanes, groupnorm_silu_to_lines
 from .lines import LANES, gather_lanes, offsets, zero_ends
 from .on_lines import OnLines
-from .on_lines_cpu import conv_lines, norm_arrays, on_lines, phase_lanes_from_lines, stack_lines
+from .on_lines_cpu import conv_lines, norm_arrays, on_lines, phase_lanes_from_lines, phase_sizes, stack_lines
 from .scratch import scratch
 from .upconv_phases import PHASES, phase_weights_grad
 from .upconv_phases import phase_weights as phase_weights_up
@@ -42,10 +42,8 @@ def lines_from_phases(dq, H, W, G, Ho, Wo, dx):
     h = 2u + a - 1, w = 2v + e - 1 (the inverse of on_lines_cpu.phase_lanes_from_lines):
     (4C, P) phase grid -> (C, L) lines of the H x W input, zero off the pixels."""
     C = dx.shape[0]
-    V = LANES
-    v_ = np.uint64(V)
-    R, Ro = W + 1, Wo + 1
-    size_in, size_out, head = (H + 1) * R * V, (Ho + 1) * Ro * V, (R + 1) * V
+    V, v_ = LANES, np.uint64(LANES)
+    R, Ro, size_in, size_out, head = phase_sizes(H, W, Ho, Wo)
     P = dq.shape[1]
     dq_f = dq.ravel()
     for ci in prange(C * G):
