@@ -40,3 +40,8 @@ class OnLines:
         """The activation as an NCHW array (B, C, H, W)."""
         from .on_lines_cpu import lines_to_image
         return lines_to_image(self)
+
+    def via_array(self, fn):
+        """OnLines of fn(the NCHW array): for a layer step that has no version on lines."""
+        from .on_lines_cpu import image_to_lines
+        return image_to_lines(fn(self.to_array()))

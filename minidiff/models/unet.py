@@ -71,6 +71,7 @@ class UNet(Layer):
         rng, dtype = as_rng(seed), check_float_dtype(dtype)
         L, E = len(mults), 4 * mc
         self.in_channels, self.levels, self.blocks_per_level, self.channels = in_channels, L, nb, c
+        self.ran_on_lines = False           # whether the last forward handed its layers OnLines
         self.num_timesteps, self.num_classes, self.emb_dim = num_timesteps, num_classes, E
         self.config = dict(in_channels=in_channels, model_channels=mc, num_timesteps=num_timesteps,
                            channel_multipliers=list(mults), num_blocks_per_level=nb, groups=groups,
@@ -197,7 +198,7 @@ class UNet(Layer):
     def backward(self, d_out):
         L = self.levels
         d_emb = 0.0                                                        # becomes (B, E)
-        if getattr(self, "ran_on_lines", False):
+        if self.ran_on_lines:
             from minidiff.kernels import on_lines_cpu
             d_out = on_lines_cpu.image_to_lines(d_out)
         # up, read backwards: level 0 first
@@ -227,7 +228,7 @@ class UNet(Layer):
                 dh = blk.backward(dh)
                 d_emb = d_emb + blk.d_emb
         dx = self.init_conv.backward(dh)                                   # (B, in, H, W)
-        if getattr(self, "ran_on_lines", False):
+        if self.ran_on_lines:
             dx = dx.to_array()
         # conditioning: emb = time_embed(t) [+ label_embed(labels)]
         if self.label_embed is not None:

@@ -44,8 +44,7 @@ class MultiheadAttention(Layer):
     def forward(self, x):
         from minidiff.kernels import OnLines, attention_forward
         if isinstance(x, OnLines):        # on lines (kernels/on_lines.py): the attention runs on NCHW
-            from minidiff.kernels import on_lines_cpu
-            return on_lines_cpu.image_to_lines(self.forward(x.to_array()))
+            return x.via_array(self.forward)
         if x.ndim != 4 or x.shape[1] != self.channels:
             raise ValueError(f"MultiheadAttention: x must be (B, {self.channels}, H, W), got {tuple(x.shape)}")
         B, C, H, W = x.shape
@@ -59,8 +58,7 @@ class MultiheadAttention(Layer):
     def backward(self, dy):
         from minidiff.kernels import OnLines, attention_backward
         if isinstance(dy, OnLines):
-            from minidiff.kernels import on_lines_cpu
-            dx = on_lines_cpu.image_to_lines(self.backward(dy.to_array()))
+            dx = dy.via_array(self.backward)
             self.qkv = self.P = None                                  # freed once used (nn.Conv2d)
             return dx
         B, C, H, W = self.shape

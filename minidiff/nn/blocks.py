@@ -19,7 +19,7 @@ from ..backend import as_rng, check_float_dtype, concat_channels, split_channels
 from .activations import SiLU
 from .conv import Conv2d
 from .dense import Dense
-from .grad_mode import grad_enabled
+from .grad_mode import grad_enabled, nothing_kept
 from .layer import Layer
 from .norm import GroupNormSiLU
 from .resample import Upsample
@@ -116,11 +116,11 @@ class ResBlock(Layer):
         self.part_channels = [p.shape[1] for p in parts]
         self.shared = self.skip is not None and self.skip.kernel_size == (3, 3)
         on_lines = any(isinstance(p, OnLines) for p in parts)
-        if on_lines and not grad_enabled():
-            return self._forward_on_lines(parts, emb)
-        if on_lines:                                                  # with grad: layer by layer on lines
+        if on_lines:                                                  # NCHW parts are put on lines too
             from minidiff.kernels import on_lines_cpu, on_lines_grad_cpu
             parts = [p if isinstance(p, OnLines) else on_lines_cpu.image_to_lines(p) for p in parts]
+            if not grad_enabled():
+                return self._forward_on_lines(parts, emb)
             shared_forward, concat = on_lines_grad_cpu.conv3x3_shared_on_lines, on_lines_grad_cpu.concat_lines
         else:
             shared_forward, concat = conv3x3_shared_forward, concat_channels
@@ -148,12 +148,11 @@ class ResBlock(Layer):
         runs on the conv lines (kernels.conv3x3_norm_conv3x3_forward), keeping nothing for
         backward. None when no kernel takes it."""
         from minidiff.kernels import conv3x3_norm_conv3x3_forward
-        convs = [self.in_layers.conv] + ([self.skip] if self.shared else [])
         norm = self.in_layers.norm
         e = self.in_layers.shift(emb, parts[0].shape[0])              # (B, out)
         outs = conv3x3_norm_conv3x3_forward(
-            parts, [c.params["weight"] for c in convs], [c.params.get("bias") for c in convs],
-            norm.params.get("weight"), norm.params.get("bias"), e, norm.num_groups, norm.eps,
+            parts, *self._first_convs(), norm.params.get("weight"), norm.params.get("bias"), e,
+            norm.num_groups, norm.eps,
             self.out_conv.params["weight"], self.out_conv.params.get("bias"))
         if outs is None:
             return None
@@ -164,19 +163,23 @@ class ResBlock(Layer):
             s = x if self.skip is None else self.skip.forward(x)      # (B, out, H, W)
         return self.out_norm.forward(outs[0], residual=s)             # (B, out, H, W)
 
-    def _forward_on_lines(self, parts, emb):
-        """Parts of x on lines (kernels/on_lines.py; NCHW parts are put on them) -> OnLines, the
-        whole block on the lines (on_lines_cpu.resblock_on_lines); keeps nothing for backward."""
-        from minidiff.kernels import OnLines, on_lines_cpu
-        self.kept_for_backward = False
-        parts = [p if isinstance(p, OnLines) else on_lines_cpu.image_to_lines(p) for p in parts]
+    def _first_convs(self):
+        """(weights, biases) of the convs that read the block's input: ConvEmbed's, and the
+        3x3 skip conv when it is shared (run with it as one conv)."""
         convs = [self.in_layers.conv] + ([self.skip] if self.shared else [])
+        return [c.params["weight"] for c in convs], [c.params.get("bias") for c in convs]
+
+    def _forward_on_lines(self, parts, emb):
+        """The OnLines parts of x -> OnLines under no_grad(): the whole block on the lines
+        (on_lines_cpu.resblock_on_lines); keeps nothing for backward."""
+        from minidiff.kernels import on_lines_cpu
+        self.kept_for_backward = False
         skip_1x1 = (None if self.skip is None or self.shared else
                     (self.skip.params["weight"], self.skip.params.get("bias")))
         norms = [(n.params.get("weight"), n.params.get("bias"), n.num_groups, n.eps)
                  for n in (self.in_layers.norm, self.out_norm)]
         return on_lines_cpu.resblock_on_lines(
-            parts, [c.params["weight"] for c in convs], [c.params.get("bias") for c in convs], norms[0],
+            parts, *self._first_convs(), norms[0],
             self.in_layers.shift(emb, parts[0].shape[0]), self.out_conv.params["weight"],
             self.out_conv.params.get("bias"), norms[1], skip_1x1)
 
@@ -249,8 +252,7 @@ class UpsampleConv(Layer):
     def backward(self, dy):
         from minidiff.kernels import OnLines, upsample_conv3x3_backward
         if self.x is None:
-            raise RuntimeError("UpsampleConv.backward: nothing kept from the last forward (it ran on OnLines "
-                               "under no_grad(), or its backward already ran); run a forward with grad")
+            raise nothing_kept(self)
         conv = self.conv
         if isinstance(dy, OnLines):
             from minidiff.kernels import on_lines_grad_cpu

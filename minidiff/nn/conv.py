@@ -2,7 +2,7 @@
 import numpy as np
 
 from ..backend import as_rng, check_float_dtype
-from .grad_mode import grad_enabled
+from .grad_mode import grad_enabled, nothing_kept
 from .layer import Layer, uniform_init
 
 
@@ -76,15 +76,14 @@ class Conv2d(Layer):
         elif geometry == ((4, 4), (2, 2), (1, 1)):
             y = on_lines_cpu.conv4x4s2_on_lines(x, w, b)
         else:
-            return on_lines_cpu.image_to_lines(self.forward(x.to_array()))   # keeps the NCHW input
+            return x.via_array(self.forward)                             # keeps the NCHW input
         self.x = x if grad_enabled() else None
         return y
 
     def backward(self, dy):
         from minidiff.kernels import OnLines, conv2d_backward
         if self.x is None:
-            raise RuntimeError(f"{type(self).__name__}.backward: nothing kept from the last forward (it ran "
-                               "on OnLines under no_grad(), or its backward already ran); run a forward with grad")
+            raise nothing_kept(self)
         if isinstance(dy, OnLines):
             return self._backward_on_lines(dy)
         dx, dw, db = conv2d_backward(dy, self.x, self.params["weight"], self.stride,
@@ -95,9 +94,9 @@ class Conv2d(Layer):
     def _backward_on_lines(self, dy):
         """dy an OnLines -> dx as OnLines (kernels/on_lines_grad_cpu.py); frees the kept input, as
         every layer's backward on lines does (a train step's peak memory is then lower)."""
-        from minidiff.kernels import OnLines, on_lines_cpu, on_lines_grad_cpu
+        from minidiff.kernels import OnLines, on_lines_grad_cpu
         if not isinstance(self.x, OnLines):                              # the forward ran via NCHW
-            return on_lines_cpu.image_to_lines(self.backward(dy.to_array()))
+            return dy.via_array(self.backward)
         backward = (on_lines_grad_cpu.conv3x3_backward_on_lines if self.kernel_size == (3, 3)
                     else on_lines_grad_cpu.conv4x4s2_backward_on_lines)
         dx, dw, db = backward(dy, self.x, self.params["weight"], need_bias="bias" in self.params)

@@ -30,3 +30,9 @@ def no_grad():
     finally:
         _grad_enabled = old
 
+
+def nothing_kept(layer):
+    """The RuntimeError of a backward whose forward kept nothing: it ran on OnLines
+    (kernels/on_lines.py) under no_grad(), or its backward on lines already freed it."""
+    return RuntimeError(f"{type(layer).__name__}.backward: nothing kept from the last forward (it ran "
+                        "on OnLines under no_grad(), or its backward already ran); run a forward with grad")

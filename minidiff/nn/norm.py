@@ -1,6 +1,7 @@
 """Group normalisation (Wu & He 2018), PyTorch layout: weight, bias (C,); and its fusion with SiLU."""
 import numpy as np
 
+from .grad_mode import nothing_kept
 from .layer import Layer
 
 
@@ -51,12 +52,12 @@ class GroupNorm(Layer):
 
     def _forward_on_lines(self, x, shift, residual):
         """x (and residual) OnLines (kernels/on_lines.py) -> OnLines; GroupNorm without SiLU via NCHW."""
-        from minidiff.kernels import on_lines_cpu, on_lines_grad_cpu
+        from minidiff.kernels import on_lines_grad_cpu
         if x.shape[1] != self.num_channels:
             raise ValueError(f"{type(self).__name__}: expected input (B, {self.num_channels}, ...), "
                              f"got shape {x.shape}")
         if not self.silu:
-            return on_lines_cpu.image_to_lines(self._forward(x.to_array(), shift, residual and residual.to_array()))
+            return x.via_array(lambda a: self._forward(a, shift, residual and residual.to_array()))
         self.x, self.shift = x, shift
         y, self.mean, self.rstd = on_lines_grad_cpu.groupnorm_silu_forward_on_lines(
             x, self.params.get("weight"), self.params.get("bias"), shift, self.num_groups, self.eps, residual)
@@ -75,12 +76,11 @@ class GroupNorm(Layer):
         return dx
 
     def _backward_on_lines(self, dy):
-        from minidiff.kernels import OnLines, on_lines_cpu, on_lines_grad_cpu
+        from minidiff.kernels import OnLines, on_lines_grad_cpu
         if self.x is None:
-            raise RuntimeError(f"{type(self).__name__}.backward: nothing kept from the last forward "
-                               "(its backward on lines already ran); run a forward first")
+            raise nothing_kept(self)
         if not isinstance(self.x, OnLines):                              # the forward ran via NCHW
-            return on_lines_cpu.image_to_lines(self.backward(dy.to_array()))
+            return dy.via_array(self.backward)
         dx, dweight, dbias, self.d_shift = on_lines_grad_cpu.groupnorm_silu_backward_on_lines(
             dy, self.x, self.mean, self.rstd, self.params.get("weight"), self.params.get("bias"),
             self.shift, self.num_groups)
