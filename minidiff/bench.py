@@ -26,7 +26,14 @@ each per round) of
                            2 x 2 B h N^2 d; backward = 2 x forward), over minidiff's
                            best time; torch_gflops over torch's. Pointwise ops and
                            norms are not counted.
-    gemm_gflops            the ceiling: np.matmul float32 n x n (n = 1024, 2048, the best)
+    gemm_gflops            the ceiling: np.matmul float32 n x n (n = 1024, 2048, the best
+                           of 5 calls each), measured once before the first case
+    gemm_fraction          gflops / gemm_gflops: minidiff's median against that best GEMM
+    paired_gemm_fraction   after the rounds, P pairs: one call of minidiff's default path
+                           (after an untimed one), then the best of three 1024 GEMMs; the
+                           median of the P ratios of its GFLOP/s to the GEMM's. The ceiling
+                           is read seconds, not minutes, from the case it is compared to
+                           (null with --pairs 0)
     torch_gemm_gflops      the same for torch.matmul (torch brings its own BLAS)
     peak_mb                {"minidiff": kernels path, "minidiff_reference", "torch",
                             "minidiff_tracemalloc"}: how far the resident set peaks
@@ -66,12 +73,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import kernels
+from .kernels import blas_threads
 from .diffusion import GaussianDiffusion
 from .models import MLP, UNet
 from .nn import Conv2d, Dense, MultiheadAttention, ResBlock, UpsampleConv, no_grad
 from .optim import Adam
 
 TORCH_THREADS = 2
+PAIRED_GEMM_N = 1024          # the GEMM of paired_gemm_fraction (10-20 ms a call here)
 ANCHOR = dict(in_channels=1, model_channels=16, num_timesteps=100, channel_multipliers=(1, 2, 3))
 
 
@@ -163,13 +172,24 @@ def flops_per_sample(model, sample_shape):
     return forward_flops(model)
 
 
-def gemm_gflops(n, repeats=5):
-    """Best GFLOP/s of np.matmul on float32 (n, n) @ (n, n): 2 n^3 / time."""
+def gemm_rate(n):
+    """A function of `repeats` -> the best GFLOP/s of np.matmul on float32 (n, n) @ (n, n)
+    over that many calls, 2 n^3 / time, with NumPy's BLAS at its own thread count (the
+    kernels path keeps it on one thread: blas_threads.py), the matrices made once."""
     rng = np.random.default_rng(0)
     a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
-    np.matmul(a, b)
-    best = min(_timed(lambda: np.matmul(a, b)) for _ in range(repeats))
-    return 2 * n ** 3 / best / 1e9
+    out = np.empty((n, n), np.float32)
+
+    def rate(repeats):
+        blas_threads.kernels_mode(False)
+        np.matmul(a, b, out=out)
+        return 2 * n ** 3 / min(_timed(lambda: np.matmul(a, b, out=out)) for _ in range(repeats)) / 1e9
+    return rate
+
+
+def gemm_gflops(n, repeats=5):
+    """Best GFLOP/s of np.matmul on float32 (n, n) @ (n, n): 2 n^3 / time."""
+    return gemm_rate(n)(repeats)
 
 
 def _timed(fn):
@@ -389,6 +409,14 @@ def paired_ratio(fn, ref_fn, pairs):
     return float(np.median(ratios))
 
 
+def paired_gemm_fraction(fn, flop, pairs, rate):
+    """Median over `pairs` pairs of fn's GFLOP/s (flop / its time, after an untimed call)
+    over the GEMM ceiling measured right after it (rate(3): the best of three GEMMs):
+    the share of the ceiling, each pair's two measures a fraction of a second apart."""
+    fractions = [flop / _timed_after_warmup(fn) / 1e9 / rate(3) for _ in range(pairs)]
+    return float(np.median(fractions))
+
+
 def run_case(name, bt=None, repeats=7, warmup=1, memory=True, gemm=None, torch_gemm=None, rounds=1, pairs=0):
     """Time case `name` on the three paths; -> the JSON row (see the module docstring).
 
@@ -415,9 +443,12 @@ def run_case(name, bt=None, repeats=7, warmup=1, memory=True, gemm=None, torch_g
             med[key] = float(np.median(times))
         if "torch" in med:
             by_round.append(min(med.get("minidiff_kernels", np.inf), med["minidiff_reference"]) / med["torch"])
-    paired = None
+    paired = paired_gemm = None
     if case.torch is not None and pairs > 0:
         paired = paired_ratio(case.minidiff, case.torch, min(pairs, case.max_repeats or pairs))
+    if pairs > 0 and gemm is not None and case.flop:
+        paired_gemm = paired_gemm_fraction(case.minidiff, case.flop, min(pairs, case.max_repeats or pairs),
+                                           gemm_rate(PAIRED_GEMM_N))
     stats = {key: (float(np.median(v)), float(np.min(v))) for key, v in samples.items()}
     none = (None, None)
     ref_s, ref_min = stats["minidiff_reference"]
@@ -434,6 +465,8 @@ def run_case(name, bt=None, repeats=7, warmup=1, memory=True, gemm=None, torch_g
         "gflops": case.flop / best / 1e9,
         "torch_gflops": None if torch_s is None else case.flop / torch_s / 1e9,
         "gemm_gflops": gemm,
+        "gemm_fraction": None if gemm is None else case.flop / best / 1e9 / gemm,
+        "paired_gemm_fraction": paired_gemm,
         "torch_gemm_gflops": torch_gemm,
         "peak_mb": None,
         "min_s": {"minidiff_reference": ref_min, "minidiff_kernels": ker_min, "torch": torch_min},
@@ -458,7 +491,7 @@ def _fmt(v, scale=1.0, digits=1):
 
 def format_table(rows):
     head = ("case", "ref ms", "numba ms", "torch ms", "best/torch", "by round", "paired", "GFLOP/s",
-            "torch GFLOP/s", "MB minidiff", "MB torch")
+            "% GEMM", "paired %", "torch GFLOP/s", "MB minidiff", "MB torch")
     lines = [head]
     for r in rows:
         mem = r["peak_mb"] or {}
@@ -467,6 +500,7 @@ def format_table(rows):
         lines.append((r["case"], _fmt(r["minidiff_reference_s"], 1e3), _fmt(r["minidiff_kernels_s"], 1e3),
                       _fmt(r["torch_s"], 1e3), _fmt(r["ratio_vs_torch"], digits=2), spread,
                       _fmt(r.get("paired_ratio_vs_torch"), digits=2), _fmt(r["gflops"]),
+                      _fmt(r.get("gemm_fraction"), 100), _fmt(r.get("paired_gemm_fraction"), 100),
                       _fmt(r["torch_gflops"]), _fmt(mem.get("minidiff")), _fmt(mem.get("torch"))))
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
@@ -605,11 +639,11 @@ def layer_times(model, step, repeats=3):
     def wrap(layer, method):
         inner, key = getattr(layer, method), (type(layer).__name__, method)
 
-        def timed(*args):
+        def timed(*args, **kwargs):
             stack.append(0.0)
             t0 = time.perf_counter()
             try:
-                return inner(*args)
+                return inner(*args, **kwargs)
             finally:
                 dt = time.perf_counter() - t0
                 totals[key] += dt - stack.pop()

@@ -11,6 +11,7 @@ from minidiff.models import UNet
 
 ROW_KEYS = {"case", "minidiff_reference_s", "minidiff_kernels_s", "torch_s", "ratio_vs_torch",
             "gflop", "gflops", "torch_gflops", "gemm_gflops", "torch_gemm_gflops", "peak_mb",
+            "gemm_fraction", "paired_gemm_fraction",
             "min_s", "repeats", "rounds", "ratio_by_round", "paired_ratio_vs_torch", "note"}
 
 
@@ -84,6 +85,31 @@ def test_paired_ratio_is_the_median_of_back_to_back_ratios(monkeypatch):
     monkeypatch.setattr(bench, "_timed", lambda f: f() or next(times))
     assert bench.paired_ratio(fn, ref, 3) == 3.0                  # median of 3.0, 0.5, 3.0
     assert calls == ["a", "a", "b", "b"] * 3
+
+
+def test_paired_gemm_fraction_is_the_median_of_per_pair_shares(monkeypatch):
+    """Each pair: fn's GFLOP/s from one timed call, over the GEMM rate read right after
+    (times and rates faked: no timing asserted)."""
+    times, rates, asked = iter([1.0, 2.0, 0.5]), iter([100.0, 50.0, 400.0]), []
+    monkeypatch.setattr(bench, "_timed_after_warmup", lambda f: next(times))
+    frac = bench.paired_gemm_fraction(None, 40e9, 3, lambda repeats: asked.append(repeats) or next(rates))
+    assert frac == pytest.approx(0.4)                             # median of 0.4, 0.4, 0.2
+    assert asked == [3, 3, 3]
+
+
+def test_gemm_rate_restores_blas_threads_and_counts_2n3():
+    rate = bench.gemm_rate(64)
+    bench.blas_threads.kernels_mode(True)
+    assert rate(2) > 0
+    assert bench.blas_threads._state["mode"] is False             # measured at BLAS's own threads
+
+
+def test_run_case_pairs_without_torch_give_the_paired_gemm_fraction():
+    row = bench.run_case("mlp_train_step", bt=None, repeats=1, warmup=0, memory=False, gemm=1.0, pairs=2)
+    _check_row(row, "mlp_train_step", with_torch=False)
+    assert row["gemm_fraction"] == pytest.approx(row["gflops"] / 1.0)
+    assert 0 < row["paired_gemm_fraction"] < 1                    # a 1024 GEMM beats an MLP step
+    assert "paired %" in bench.format_table([row])
 
 
 def test_run_case_pairs_with_torch():
@@ -203,3 +229,21 @@ def test_conv_shape_rows_with_torch_give_ratios():
     for r in rows:
         assert r["ratio_vs_torch"] == pytest.approx(r["minidiff_s"] / r["torch_s"])
         assert r["paired_ratio"] > 0
+
+
+def test_layer_times_wraps_every_layer_call_and_restores_them():
+    from minidiff.diffusion import GaussianDiffusion
+    model = UNet(1, 8, 50, channel_multipliers=(1, 2), groups=4)
+    diffusion, rng = GaussianDiffusion(model, 50), np.random.default_rng(0)
+    x0 = rng.standard_normal((16, 1, 8, 8)).astype(np.float32)    # batch 16: the layers run on lines
+
+    def step():
+        _, d_out = diffusion.p_losses(x0, rng=rng)
+        model.zero_grad()
+        model.backward(d_out)
+
+    times = bench.layer_times(model, step, repeats=1)
+    assert ("GroupNormSiLU", "forward") in times and ("GroupNormSiLU", "backward") in times
+    assert ("Conv2d", "backward") in times and ("(outside the model)", "") in times
+    assert all(s >= 0 for k, s in times.items() if k[0] != "(outside the model)")
+    assert all("forward" not in vars(layer) for _, layer in model.named_layers())   # wrappers removed
