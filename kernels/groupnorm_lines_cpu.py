@@ -28,7 +28,11 @@ Vectorisation: every loop runs along many contiguous values.
     too, so each loop runs along an image's whole stretch of H rows, zero
     points included; `mask` (1 at the real points, 0 at the zero points)
     keeps those out of the sums and writes them as 0.
-Sums are float64 and the variance is two-pass, as in groupnorm_cpu.py.
+The variance is two-pass, as in groupnorm_cpu.py. On image lanes each
+channel's sums per point of a row (H terms) are in x's dtype, then summed
+per lane in float64: float64 accumulators all along measured 1.2-1.4x the
+time (they halve the vector width and need a conversion per value). On one
+image per point the sums are float64.
 Measured alone against from_lines + GroupNorm+SiLU + to_lines (alternating
 calls, batch 32 and 64): lanes at 7x7 and 14x14 0.39-0.44x the time; one
 image per point at 28x28, 16 and 32 channels, 0.66-0.81x.
@@ -81,24 +85,30 @@ def _lane_stats(grid, conv_bias, c0, c1, base, V, R, H, W, eps):
     of the image group whose pixel (0, 0) is grid point `base`, one per lane (image)."""
     row, n_row = R * V, np.uint64(W * V)
     n = (c1 - c0) * H * W
-    acc = np.zeros(W * V)                                     # float64 sums per point of a row
+    acc = np.empty(W * V, grid.dtype)                         # one channel's sums per point of a row
+    s = np.zeros(V)                                           # float64 sums per lane
     for c in range(c0, c1):
-        x, cb = grid[c], np.float64(conv_bias[c])
+        x = grid[c]
+        acc[:] = 0
         for h in range(H):
             o = np.uint64(base + h * row)
             for q in range(n_row):
-                acc[q] += np.float64(x[o + q]) + cb
-    m = _lane_sums(acc, V) / n                                # (V,)
-    m_row = _repeat_lanes(m, W, np.empty(W * V))
-    acc[:] = 0
+                acc[q] += x[o + q]
+        s += _lane_sums(acc, V) + np.float64(conv_bias[c]) * (H * W)
+    m = s / n                                                 # (V,)
+    d_row = np.empty(W * V, grid.dtype)
+    s[:] = 0
     for c in range(c0, c1):
-        x, cb = grid[c], np.float64(conv_bias[c])
+        x = grid[c]
+        _repeat_lanes((m - np.float64(conv_bias[c])).astype(grid.dtype), W, d_row)   # x - d_row = x + cb - mean
+        acc[:] = 0
         for h in range(H):
             o = np.uint64(base + h * row)
             for q in range(n_row):
-                d = np.float64(x[o + q]) + cb - m_row[q]
+                d = x[o + q] - d_row[q]
                 acc[q] += d * d
-    var = _lane_sums(acc, V) / n                              # (V,) biased variances
+        s += _lane_sums(acc, V)
+    var = s / n                                               # (V,) biased variances
     r = np.empty(V)
     for v in range(V):
         r[v] = 1.0 / math.sqrt(var[v] + eps)
@@ -187,7 +197,7 @@ def groupnorm_silu_backward_lanes(dz, x, mean, rstd, weight, bias, shift, G, R, 
         scale, offset = np.empty(W * V, x.dtype), np.empty(W * V, x.dtype)   # h = x scale + offset
         xs = _repeat_lanes(r.astype(x.dtype), W, np.empty(W * V, x.dtype))   # xhat = x xs + xo
         xo = _repeat_lanes((-m * r).astype(x.dtype), W, np.empty(W * V, x.dtype))
-        acc_dh, acc_dhx = np.empty(W * V), np.empty(W * V)    # float64 sums per point of a row
+        acc_dh, acc_dhx = np.empty(W * V, x.dtype), np.empty(W * V, x.dtype)   # one channel's sums per point
         sum_g, sum_gx = np.zeros(V), np.zeros(V)
         for c in range(k * Cg, (k + 1) * Cg):
             _lane_affine(m, r, no_conv_bias, weight, bias, shift, c, b0, W, scale, offset)
@@ -197,12 +207,13 @@ def groupnorm_silu_backward_lanes(dz, x, mean, rstd, weight, bias, shift, G, R, 
             for h in range(H):
                 o = np.uint64(base + h * row)
                 for q in range(n_row):
-                    hq = xc[o + q] * scale[q] + offset[q]
+                    xq = xc[o + q]
+                    hq = xq * scale[q] + offset[q]
                     sq = _sigmoid(hq, one)
                     d = dzc[o + q] * (sq * (one + hq * (one - sq)))
                     dxc[o + q] = d
                     acc_dh[q] += d
-                    acc_dhx[q] += np.float64(d) * np.float64(xc[o + q] * xs[q] + xo[q])
+                    acc_dhx[q] += d * (xq * xs[q] + xo[q])
             s_dh, s_dhx = _lane_sums(acc_dh, V), _lane_sums(acc_dhx, V)
             for v in range(V):
                 dshift_part[b0 + v, c], dweight_part[b0 + v, c] = s_dh[v], s_dhx[v]
