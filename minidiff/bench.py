@@ -30,7 +30,8 @@ each per round) of
                            of 5 calls each), measured once before the first case
     gemm_fraction          gflops / gemm_gflops: minidiff's median against that best GEMM
     paired_gemm_fraction   after the rounds, P pairs: one call of minidiff's default path
-                           (after an untimed one), then the best of three 1024 GEMMs; the
+                           (after an untimed one), then the best of two 2048 GEMMs (after
+                           an untimed one, which absorbs the kernels' spinning threads); the
                            median of the P ratios of its GFLOP/s to the GEMM's. The ceiling
                            is read seconds, not minutes, from the case it is compared to
                            (null with --pairs 0)
@@ -80,7 +81,8 @@ from .nn import Conv2d, Dense, MultiheadAttention, ResBlock, UpsampleConv, no_gr
 from .optim import Adam
 
 TORCH_THREADS = 2
-PAIRED_GEMM_N = 1024          # the GEMM of paired_gemm_fraction (10-20 ms a call here)
+PAIRED_GEMM_N = 2048          # the GEMM of paired_gemm_fraction, ~90 ms a call here: right after the
+# kernels (whose OpenMP workers spin a while) a 1024 GEMM measured 158-173 GFLOP/s, 190 alone; 2048: 191-201
 ANCHOR = dict(in_channels=1, model_channels=16, num_timesteps=100, channel_multipliers=(1, 2, 3))
 
 
@@ -411,9 +413,10 @@ def paired_ratio(fn, ref_fn, pairs):
 
 def paired_gemm_fraction(fn, flop, pairs, rate):
     """Median over `pairs` pairs of fn's GFLOP/s (flop / its time, after an untimed call)
-    over the GEMM ceiling measured right after it (rate(3): the best of three GEMMs):
+    over the GEMM ceiling measured right after it (rate(2): the best of two GEMMs after one
+    untimed):
     the share of the ceiling, each pair's two measures a fraction of a second apart."""
-    fractions = [flop / _timed_after_warmup(fn) / 1e9 / rate(3) for _ in range(pairs)]
+    fractions = [flop / _timed_after_warmup(fn) / 1e9 / rate(2) for _ in range(pairs)]
     return float(np.median(fractions))
 
 

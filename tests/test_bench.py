@@ -94,7 +94,7 @@ def test_paired_gemm_fraction_is_the_median_of_per_pair_shares(monkeypatch):
     monkeypatch.setattr(bench, "_timed_after_warmup", lambda f: next(times))
     frac = bench.paired_gemm_fraction(None, 40e9, 3, lambda repeats: asked.append(repeats) or next(rates))
     assert frac == pytest.approx(0.4)                             # median of 0.4, 0.4, 0.2
-    assert asked == [3, 3, 3]
+    assert asked == [2, 2, 2]
 
 
 def test_gemm_rate_restores_blas_threads_and_counts_2n3():
