@@ -30,7 +30,7 @@ each per round) of
                            of 5 calls each), measured once before the first case
     gemm_fraction          gflops / gemm_gflops: minidiff's median against that best GEMM
     paired_gemm_fraction   after the rounds, P pairs: one call of minidiff's default path
-                           (after an untimed one), then the best of two 2048 GEMMs (after
+                           (after 0.3 s of untimed ones), then the best of two 2048 GEMMs (after
                            an untimed one, which absorbs the kernels' spinning threads); the
                            median of the P ratios of its GFLOP/s to the GEMM's. The ceiling
                            is read seconds, not minutes, from the case it is compared to
@@ -411,12 +411,14 @@ def paired_ratio(fn, ref_fn, pairs):
     return float(np.median(ratios))
 
 
-def paired_gemm_fraction(fn, flop, pairs, rate):
-    """Median over `pairs` pairs of fn's GFLOP/s (flop / its time, after an untimed call)
-    over the GEMM ceiling measured right after it (rate(2): the best of two GEMMs after one
-    untimed):
-    the share of the ceiling, each pair's two measures a fraction of a second apart."""
-    fractions = [flop / _timed_after_warmup(fn) / 1e9 / rate(2) for _ in range(pairs)]
+def paired_gemm_fraction(fn, flop, pairs, rate, warmup_s=0.3):
+    """Median over `pairs` pairs of fn's GFLOP/s (flop / the time of one call after
+    `warmup_s` seconds of untimed calls) over the GEMM ceiling measured right after it
+    (rate(2): the best of two GEMMs after an untimed one): the share of the ceiling, the
+    two measures of a pair under a second apart. The warm-up outlasts OpenBLAS's workers,
+    which spin on both cores for a while after a GEMM (with one untimed call only, a 4 ms
+    conv read 12-48% of the ceiling in pairs against 29-85% from its medians)."""
+    fractions = [flop / call_samples(fn, 1, 1, warmup_s)[0] / 1e9 / rate(2) for _ in range(pairs)]
     return float(np.median(fractions))
 
 

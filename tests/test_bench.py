@@ -90,11 +90,11 @@ def test_paired_ratio_is_the_median_of_back_to_back_ratios(monkeypatch):
 def test_paired_gemm_fraction_is_the_median_of_per_pair_shares(monkeypatch):
     """Each pair: fn's GFLOP/s from one timed call, over the GEMM rate read right after
     (times and rates faked: no timing asserted)."""
-    times, rates, asked = iter([1.0, 2.0, 0.5]), iter([100.0, 50.0, 400.0]), []
-    monkeypatch.setattr(bench, "_timed_after_warmup", lambda f: next(times))
+    times, rates, asked, warm = iter([1.0, 2.0, 0.5]), iter([100.0, 50.0, 400.0]), [], []
+    monkeypatch.setattr(bench, "call_samples", lambda f, n, w, s: warm.append((n, w, s)) or [next(times)])
     frac = bench.paired_gemm_fraction(None, 40e9, 3, lambda repeats: asked.append(repeats) or next(rates))
     assert frac == pytest.approx(0.4)                             # median of 0.4, 0.4, 0.2
-    assert asked == [2, 2, 2]
+    assert asked == [2, 2, 2] and warm == [(1, 1, 0.3)] * 3       # one timed call after 0.3 s of warm-up
 
 
 def test_gemm_rate_restores_blas_threads_and_counts_2n3():
