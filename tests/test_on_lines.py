@@ -16,7 +16,7 @@ from minidiff.kernels.groupnorm_reference import groupnorm_silu_backward_referen
 from minidiff.kernels.lines import lane_lines, lines, to_lanes
 from minidiff.kernels.upconv_cpu import phase_lines_lanes, phases_to_image_lanes
 from minidiff.models.unet import UNet
-from minidiff.nn import Conv2d, MultiheadAttention, ResBlock, UpsampleConv, no_grad
+from minidiff.nn import Conv2d, GroupNormSiLU, MultiheadAttention, ResBlock, UpsampleConv, no_grad
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: 2e-5, np.float64: 1e-12}
@@ -276,6 +276,11 @@ def test_on_lines_arithmetic_and_errors():
     with pytest.raises(ValueError, match="channels"):
         with no_grad():
             Conv2d(4, 4, 3, padding=1).forward(A)
+    norm = GroupNormSiLU(1, 5)                    # on lines, the same checks as on NCHW
+    with pytest.raises(ValueError, match="expected input"):
+        GroupNormSiLU(1, 4).forward(A)
+    with pytest.raises(ValueError, match="shift must be"):
+        norm.forward(A, np.zeros((16, 4), np.float32))
 
 
 # --- the U-Net ----------------------------------------------------------------------------

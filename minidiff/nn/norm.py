@@ -34,16 +34,21 @@ class GroupNorm(Layer):
     def forward(self, x):
         return self._forward(x, None)
 
+    def _check_input(self, shape, shift):
+        """ValueError unless x of this shape (B, C, ...) and shift (B, C) or None fit the layer."""
+        shape = tuple(shape)
+        if len(shape) < 2 or shape[1] != self.num_channels:
+            raise ValueError(f"{type(self).__name__}: expected input (B, {self.num_channels}, ...), "
+                             f"got shape {shape}")
+        if shift is not None and tuple(shift.shape) != (shape[0], self.num_channels):
+            raise ValueError(f"{type(self).__name__}: shift must be ({shape[0]}, {self.num_channels}), "
+                             f"got {tuple(shift.shape)}")
+
     def _forward(self, x, shift, residual=None):
         from minidiff.kernels import OnLines, groupnorm_silu_forward
+        self._check_input(x.shape, shift)
         if isinstance(x, OnLines):
             return self._forward_on_lines(x, shift, residual)
-        if x.ndim < 2 or x.shape[1] != self.num_channels:
-            raise ValueError(f"{type(self).__name__}: expected input (B, {self.num_channels}, ...), "
-                             f"got shape {x.shape}")
-        if shift is not None and tuple(shift.shape) != (x.shape[0], self.num_channels):
-            raise ValueError(f"{type(self).__name__}: shift must be ({x.shape[0]}, {self.num_channels}), "
-                             f"got {tuple(shift.shape)}")
         self.x, self.shift = x, shift                                    # (B, C, ...), (B, C) or None
         y, self.mean, self.rstd = groupnorm_silu_forward(
             x, self.params.get("weight"), self.params.get("bias"), shift,
@@ -53,9 +58,6 @@ class GroupNorm(Layer):
     def _forward_on_lines(self, x, shift, residual):
         """x (and residual) OnLines (kernels/on_lines.py) -> OnLines; GroupNorm without SiLU via NCHW."""
         from minidiff.kernels import on_lines_grad_cpu
-        if x.shape[1] != self.num_channels:
-            raise ValueError(f"{type(self).__name__}: expected input (B, {self.num_channels}, ...), "
-                             f"got shape {x.shape}")
         if not self.silu:
             return x.via_array(lambda a: self._forward(a, shift, residual and residual.to_array()))
         self.x, self.shift = x, shift
@@ -70,10 +72,14 @@ class GroupNorm(Layer):
         dx, dweight, dbias, self.d_shift = groupnorm_silu_backward(
             dy, self.x, self.mean, self.rstd, self.params.get("weight"), self.params.get("bias"),
             self.shift, self.num_groups, silu=self.silu)                # dx (B, C, ...), d_shift (B, C)
-        if self.affine:
-            self.grads["weight"] += dweight                              # (C,)
-            self.grads["bias"] += dbias                                  # (C,)
+        self._add_grads(dweight, dbias)
         return dx
+
+    def _add_grads(self, dweight, dbias):
+        """grads += the weight and bias gradients (C,) each, when the layer has them."""
+        if self.affine:
+            self.grads["weight"] += dweight
+            self.grads["bias"] += dbias
 
     def _backward_on_lines(self, dy):
         from minidiff.kernels import OnLines, on_lines_grad_cpu
@@ -84,9 +90,7 @@ class GroupNorm(Layer):
         dx, dweight, dbias, self.d_shift = on_lines_grad_cpu.groupnorm_silu_backward_on_lines(
             dy, self.x, self.mean, self.rstd, self.params.get("weight"), self.params.get("bias"),
             self.shift, self.num_groups)
-        if self.affine:
-            self.grads["weight"] += dweight                              # (C,)
-            self.grads["bias"] += dbias                                  # (C,)
+        self._add_grads(dweight, dbias)
         self.x = None                                                    # freed once used (nn.Conv2d)
         return dx
 
