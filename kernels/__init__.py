@@ -1,51 +1,39 @@
-"""minidiff.kernels: the hot loops, each as a NumPy reference, a Numba CPU
-kernel and a Numba CUDA kernel side by side (installed from the top-level
-`kernels/` folder under the `minidiff` namespace).
+"""minidiff.kernels: the hot loops of minidiff, a small library of their own (installed from the
+top-level `kernels/` folder under the `minidiff` namespace; it imports nothing from minidiff).
 
-    conv_reference.py  conv_cpu.py  conv_cuda.py        2-D convolution (im2col + GEMM)
-    lines.py           the padded-line layout of the CPU conv kernels (one image per
-                       point, or 16 images side by side: lanes)
-    conv3x3_reference.py  conv3x3_cpu.py
-                       direct 3x3 stride-1 convolution on padded lines (no im2col);
-                       several convs of one input given in channel parts (conv3x3_shared_*)
-    groupnorm_lines_cpu.py  conv_norm_conv_cpu.py
-                       a ResBlock's conv -> GroupNorm+SiLU -> conv on the lines, for
-                       inference (the middle activation never leaves them; CPU)
-    on_lines.py  on_lines_cpu.py
-                       a no_grad forward whose activations stay on image lanes from
-                       layer to layer (OnLines; the U-Net's layers take them; CPU)
-    conv4x4s2_cpu.py   4x4 stride-2 convolution as a 2x2 one over input phases (CPU)
-    upconv_phases.py  upconv_cpu.py  upconv_cuda.py
-                       nearest x2 upsampling + 3x3 convolution as four 2x2 ones on the
-                       small image (on the reference path nn.UpsampleConv runs the two steps)
-    sampling.py        sampling_cpu.py  sampling_cuda.py  fused DDPM / DDIM steps
-    groupnorm_reference.py  groupnorm_cpu.py  groupnorm_cuda.py
-                       fused GroupNorm + per-channel shift + SiLU
-    attention_reference.py  attention_cpu.py  attention_cuda.py
-                       multi-head softmax(q k^T / sqrt(d)) v, one (sample, head) per loop / thread
-    adam.py  adam_cpu.py  adam_cuda.py   Adam's parameter update in one pass
-    dispatch.py        which of them an array goes to
-    check.py           compare any kernel with its reference (used by the tests)
-    numba_threads.py   Numba's CPU threading layer (OpenMP; see there why)
-    blas_threads.py    NumPy's BLAS on one thread while the CPU kernels run
-    scratch.py         reused work arrays of the CPU kernels
-    bench.py           `python -m minidiff.kernels.bench`: reference vs Numba timings
+One folder per operation, each with a plain-`xp` reference beside its Numba CPU and
+Numba CUDA versions (the same names in each):
 
-Layers call the dispatching functions below; they pick the implementation
-from the array type (see dispatch.py). Numba is imported on first use only.
+    conv/        2-D convolution: reference.py (im2col + GEMM), reference_3x3.py, cpu.py,
+                 cpu_3x3.py (direct 3x3 on padded lines), cpu_4x4s2.py (4x4 stride 2 over phases), cuda.py
+    upconv/      nearest x2 upsampling + 3x3 conv as four 2x2 convs: phases.py, reference.py, cpu.py, cuda.py
+    groupnorm/   fused GroupNorm + shift + SiLU (+ residual): reference.py, cpu.py, cpu_lines.py, cuda.py
+    resblock/    a ResBlock's conv -> GroupNorm+SiLU -> conv under no_grad, on the conv lines: cpu.py
+    attention/   multi-head softmax(q k^T / sqrt(d)) v: reference.py, cpu.py, cuda.py
+    sampling/    fused DDPM / DDIM steps: reference.py (with the shared coefficients), cpu.py, cuda.py
+    adam/        Adam's parameter update in one pass: reference.py, cpu.py, cuda.py
+    lines/       the image-lanes layout: geometry.py, activation.py (OnLines), copies.py,
+                 forward.py and backward.py (the U-Net's layers on lanes)
+    runtime/     numba_threads.py, blas_threads.py, heap.py, scratch.py, fast_exp.py, cuda_launch.py
+
+    ops.py       the face: one function per operation, picking its implementation (route.py: by device,
+                 dtype, layout, forced reference; ops.py: shape specialisations)
+    check.py     compares any kernel with its reference (used by the tests)
+    bench.py     `python -m minidiff.kernels.bench`: reference vs Numba timings
+    xp.py        get_xp: NumPy, CuPy or the test backend
+
+docs/kernels.md is a guided tour. Numba is imported on first use only.
 """
-from .dispatch import (backend_name, conv2d_backward, conv2d_forward, ddim_step, ddpm_step,
-                       reference_forced, reference_mode, use_reference)
-from .dispatch import groupnorm_silu_backward, groupnorm_silu_forward
-from .dispatch import upsample_conv3x3_backward, upsample_conv3x3_forward
-from .dispatch import conv3x3_shared_backward, conv3x3_shared_forward, conv3x3_norm_conv3x3_forward
-from .dispatch import attention_backward, attention_forward
-from .dispatch import adam_step, lines_flow
-from .on_lines import OnLines
+from .lines.activation import OnLines
+from .ops import (adam_step, attention_backward, attention_forward, concat_channels, conv2d_backward,
+                  conv2d_forward, conv3x3_shared_backward, conv3x3_shared_forward, conv_shape, ddim_step,
+                  ddpm_step, groupnorm_silu_backward, groupnorm_silu_forward, lanes_fit, resblock_forward,
+                  split_channels, to_array, to_lanes, upsample_conv3x3_backward, upsample_conv3x3_forward)
+from .route import backend_name, reference_forced, reference_mode, use_reference
 
-__all__ = ["conv2d_forward", "conv2d_backward", "ddpm_step", "ddim_step",
-           "groupnorm_silu_forward", "groupnorm_silu_backward",
+__all__ = ["conv2d_forward", "conv2d_backward", "conv_shape", "conv3x3_shared_forward", "conv3x3_shared_backward",
            "upsample_conv3x3_forward", "upsample_conv3x3_backward",
-           "conv3x3_shared_forward", "conv3x3_shared_backward", "conv3x3_norm_conv3x3_forward",
-           "attention_forward", "attention_backward", "adam_step", "lines_flow", "OnLines",
+           "groupnorm_silu_forward", "groupnorm_silu_backward", "resblock_forward",
+           "attention_forward", "attention_backward", "ddpm_step", "ddim_step", "adam_step",
+           "concat_channels", "split_channels", "lanes_fit", "to_lanes", "to_array", "OnLines",
            "use_reference", "reference_mode", "reference_forced", "backend_name"]

@@ -4,7 +4,7 @@
 
 Each implementation is timed in a block of its own, with NumPy's BLAS as the
 dispatcher would set it (all its threads for the reference, one thread for
-the Numba kernels; see numba_threads.py), after 0.5 s of warm-up calls. Calls
+the Numba kernels; see runtime/numba_threads.py), after 0.5 s of warm-up calls. Calls
 are not interleaved: switching between the two thread pools on every call
 would time the switch (the pool that ran last keeps spinning for a while).
 Prints one line per U-Net/LeNet conv shape, the up blocks' two convs of one
@@ -13,13 +13,16 @@ fused upsample+conv against Upsample then the reference conv, GroupNorm+SiLU,
 the attention kernel, the sampling steps and Adam's update.
 """
 import argparse
+import time
 
 import numpy as np
 
-from .blas_threads import kernels_mode
 from .check import conv_backward_case, conv_case, ddim_case, ddpm_case
-from .conv_reference import conv2d_backward_reference, conv2d_forward_reference
-from .sampling import ddim_step_reference, ddpm_step_reference
+from .conv.reference_3x3 import conv3x3_backward_reference, conv3x3_forward_reference
+from .ops import conv2d_backward, conv2d_forward
+from .route import reference_mode
+from .runtime.blas_threads import kernels_mode
+from .sampling.reference import ddim_step_reference, ddpm_step_reference
 
 # (Cin, Cout, H, k, stride, padding)
 CONV_SHAPES = [(16, 16, 28, 3, 1, 1), (32, 32, 14, 3, 1, 1), (48, 48, 7, 3, 1, 1),
@@ -27,16 +30,36 @@ CONV_SHAPES = [(16, 16, 28, 3, 1, 1), (32, 32, 14, 3, 1, 1), (48, 48, 7, 3, 1, 1
                (32, 16, 28, 1, 1, 0), (1, 6, 28, 5, 1, 2), (6, 16, 14, 5, 1, 0)]
 
 
-def medians(fns, repeat, kernels, warmup_s=0.5):
-    """{name: median ms} of each fn, timed with NumPy's BLAS set as the dispatcher sets it
-    for the Numba kernels (kernels=True) or for the reference path (kernels=False)."""
-    from minidiff.bench import call_times
+def median_seconds(fn, repeat, warmup_s=0.5):
+    """The median of `repeat` timed calls of fn(), after at least `warmup_s` seconds of calls:
+    the thread pool of the path that ran before (OpenBLAS or OpenMP workers) keeps
+    spinning for a while and slows the first calls."""
+    t0 = time.perf_counter()
+    fn()
+    while time.perf_counter() - t0 < warmup_s:
+        fn()
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
 
+
+def medians(fns, repeat, kernels, warmup_s=0.5):
+    """{name: median ms} of each fn, timed with NumPy's BLAS set as route.py sets it
+    for the Numba kernels (kernels=True) or for the reference path (kernels=False)."""
     kernels_mode(kernels)
     try:
-        return {name: 1e3 * call_times(f, repeat, warmup_s=warmup_s)[0] for name, f in fns.items()}
+        return {name: 1e3 * median_seconds(f, repeat, warmup_s) for name, f in fns.items()}
     finally:
         kernels_mode(False)
+
+
+def on_reference(fn, *args):
+    """fn(*args) with the reference path forced: a face operation's reference, shape specialisation included."""
+    with reference_mode():
+        return fn(*args)
 
 
 def main(argv=None):
@@ -44,8 +67,7 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=21)
     ap.add_argument("--batch", type=int, default=32)
     args = ap.parse_args(argv)
-    from .conv_cpu import conv2d_backward_cpu, conv2d_forward_cpu
-    from .sampling_cpu import ddim_step_cpu, ddpm_step_cpu
+    from .sampling.cpu import ddim_step_cpu, ddpm_step_cpu
 
     rng, B = np.random.default_rng(0), args.batch
     print(f"B={B}, float32, medians of {args.repeat} (ms)")
@@ -53,10 +75,10 @@ def main(argv=None):
     for Cin, Cout, H, k, s, p in CONV_SHAPES:
         f_args = conv_case(rng, B, Cin, Cout, H, H, k, s, p)
         b_args = conv_backward_case(rng, B, Cin, Cout, H, H, k, s, p)
-        t = medians({"rf": lambda: conv2d_forward_reference(*f_args),
-                     "rb": lambda: conv2d_backward_reference(*b_args)}, args.repeat, kernels=False)
-        t.update(medians({"nf": lambda: conv2d_forward_cpu(*f_args),
-                          "nb": lambda: conv2d_backward_cpu(*b_args)}, args.repeat, kernels=True))
+        t = medians({"rf": lambda: on_reference(conv2d_forward, *f_args),
+                     "rb": lambda: on_reference(conv2d_backward, *b_args)}, args.repeat, kernels=False)
+        t.update(medians({"nf": lambda: conv2d_forward(*f_args),
+                          "nb": lambda: conv2d_backward(*b_args)}, args.repeat, kernels=True))
         _line(f"{Cin:2d}->{Cout:2d} {H:2d}x{H:<2d} k{k} s{s} p{p}", t)
     _shared_conv_lines(rng, B, args.repeat)
     _upconv_lines(rng, B, args.repeat)
@@ -82,7 +104,7 @@ def _line(label, t):
 def _shared_conv_lines(rng, B, repeat):
     """An up block's first conv and 3x3 skip conv on (skip, h): conv3x3_shared_* against
     concatenating the parts and running the two reference convs."""
-    from .conv3x3_cpu import conv3x3_shared_backward_cpu, conv3x3_shared_forward_cpu
+    from .conv.cpu_3x3 import conv3x3_shared_backward_cpu, conv3x3_shared_forward_cpu
     for c_skip, c_h, Cout, H in [(32, 48, 48, 7), (16, 32, 32, 14), (16, 16, 16, 28)]:
         xs = [rng.standard_normal((B, c, H, H)).astype(np.float32) for c in (c_skip, c_h)]
         ws = [rng.standard_normal((Cout, c_skip + c_h, 3, 3)).astype(np.float32) for _ in range(2)]
@@ -91,11 +113,11 @@ def _shared_conv_lines(rng, B, repeat):
 
         def ref_forward():
             x = np.concatenate(xs, axis=1)
-            return [conv2d_forward_reference(x, w, b, 1, 1) for w, b in zip(ws, bs)]
+            return [conv3x3_forward_reference(x, w, b) for w, b in zip(ws, bs)]
 
         def ref_backward():
             x = np.concatenate(xs, axis=1)
-            grads = [conv2d_backward_reference(dy, x, w, 1, 1) for dy, w in zip(dys, ws)]
+            grads = [conv3x3_backward_reference(dy, x, w) for dy, w in zip(dys, ws)]
             dx = grads[0][0] + grads[1][0]
             return dx[:, :c_skip], dx[:, c_skip:], grads
         t = medians({"rf": ref_forward, "rb": ref_backward}, repeat, kernels=False)
@@ -106,8 +128,8 @@ def _shared_conv_lines(rng, B, repeat):
 
 def _groupnorm_lines(rng, B, repeat):
     """GroupNorm(8) + shift + SiLU at the U-Net's sizes: reference against groupnorm_cpu.py."""
-    from .groupnorm_cpu import groupnorm_silu_backward_cpu, groupnorm_silu_forward_cpu
-    from .groupnorm_reference import groupnorm_silu_backward_reference, groupnorm_silu_forward_reference
+    from .groupnorm.cpu import groupnorm_silu_backward_cpu, groupnorm_silu_forward_cpu
+    from .groupnorm.reference import groupnorm_silu_backward_reference, groupnorm_silu_forward_reference
     for C, H in [(16, 28), (32, 14), (48, 7)]:
         x = rng.standard_normal((B, C, H, H)).astype(np.float32)
         dy = rng.standard_normal(x.shape).astype(np.float32)
@@ -125,8 +147,8 @@ def _groupnorm_lines(rng, B, repeat):
 
 def _adam_line(rng, repeat):
     """Adam's update on the anchor U-Net's 326,609 parameters: adam.py against adam_cpu.py."""
-    from .adam import adam_step_reference
-    from .adam_cpu import adam_step_cpu
+    from .adam.reference import adam_step_reference
+    from .adam.cpu import adam_step_cpu
     P = 326_609
     theta, g = rng.standard_normal(P).astype(np.float32), rng.standard_normal(P).astype(np.float32)
     m, v = np.zeros(P, np.float32), np.zeros(P, np.float32)
@@ -137,20 +159,14 @@ def _adam_line(rng, repeat):
 
 
 def _upconv_lines(rng, B, repeat):
-    """UpsampleConv's shapes: Upsample then the reference 3x3 conv, against upconv_cpu.py."""
-    from minidiff.nn import Upsample
-
-    from .upconv_cpu import upsample_conv3x3_backward_cpu, upsample_conv3x3_forward_cpu
-    up = Upsample(2)
+    """UpsampleConv's shapes: upsampling then the reference 3x3 conv, against upconv/cpu.py."""
+    from .upconv.cpu import upsample_conv3x3_backward_cpu, upsample_conv3x3_forward_cpu
+    from .upconv.reference import upsample_conv3x3_backward_reference, upsample_conv3x3_forward_reference
     for Cin, Cout, H in [(48, 32, 7), (32, 16, 14)]:
         x, w, b, _, _ = conv_case(rng, B, Cin, Cout, H, H, 3, 1, 1)
         dy = rng.standard_normal((B, Cout, 2 * H, 2 * H)).astype(np.float32)
-
-        def ref_backward():
-            dxu, dw, db = conv2d_backward_reference(dy, up.forward(x), w, 1, 1)
-            return up.backward(dxu), dw, db
-        t = medians({"rf": lambda: conv2d_forward_reference(up.forward(x), w, b, 1, 1),
-                     "rb": ref_backward}, repeat, kernels=False)
+        t = medians({"rf": lambda: upsample_conv3x3_forward_reference(x, w, b),
+                     "rb": lambda: upsample_conv3x3_backward_reference(dy, x, w)}, repeat, kernels=False)
         t.update(medians({"nf": lambda: upsample_conv3x3_forward_cpu(x, w, b),
                           "nb": lambda: upsample_conv3x3_backward_cpu(dy, x, w)}, repeat, kernels=True))
         _line(f"up2+conv {Cin:2d}->{Cout:2d} {H:2d}->{2 * H}", t)
@@ -158,8 +174,8 @@ def _upconv_lines(rng, B, repeat):
 
 def _attention_lines(rng, B, repeat):
     """The U-Net's middle attention (7x7 tokens, 48 channels, 4 heads): reference against attention_cpu.py."""
-    from .attention_cpu import attention_backward_cpu, attention_forward_cpu
-    from .attention_reference import attention_backward_reference, attention_forward_reference
+    from .attention.cpu import attention_backward_cpu, attention_forward_cpu
+    from .attention.reference import attention_backward_reference, attention_forward_reference
     N, C, heads = 49, 48, 4
     qkv = rng.standard_normal((B, N, 3 * C)).astype(np.float32)
     d_out = rng.standard_normal((B, N, C)).astype(np.float32)

@@ -9,7 +9,7 @@ random inputs; `to_host` turns CuPy outputs into NumPy for the comparison.
 """
 import numpy as np
 
-from minidiff.backend import get_xp, to_host
+from .xp import get_xp, to_host
 
 # (rtol, atol relative to max |reference|) per dtype
 TOLERANCE = {np.dtype(np.float32): (1e-4, 1e-5), np.dtype(np.float64): (1e-10, 1e-12)}
@@ -59,7 +59,7 @@ def conv_case(rng, B, Cin, Cout, H, W, k, stride, padding, dtype=np.float32, bia
 
 def conv_backward_case(rng, B, Cin, Cout, H, W, k, stride, padding, dtype=np.float32, xp=np):
     """(dy, x, w, stride, padding) for conv2d_backward, dy shaped like the forward output."""
-    from .conv_reference import conv_output_size
+    from .conv.reference import conv_output_size
     x, w, _, stride, padding = conv_case(rng, B, Cin, Cout, H, W, k, stride, padding, dtype, False, xp)
     Ho, Wo = conv_output_size(H, W, w.shape[2], w.shape[3], stride, padding)
     return _randn(rng, (B, Cout, Ho, Wo), dtype, xp), x, w, stride, padding

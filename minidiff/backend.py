@@ -39,19 +39,6 @@ def get_xp(*arrays):
     return np
 
 
-def concat_channels(parts):
-    """The parts (B, C_i, ...) joined along axis 1; one part is returned as it is."""
-    return parts[0] if len(parts) == 1 else get_xp(*parts).concatenate(parts, axis=1)
-
-
-def split_channels(a, sizes):
-    """The inverse of concat_channels: views a[:, c_i : c_i + sizes[i]] of a (B, sum sizes, ...)."""
-    parts, c = [], 0
-    for n in sizes:
-        parts.append(a[:, c:c + n])
-        c += n
-    return parts
-
 
 def is_numpy(xp):
     return xp is np

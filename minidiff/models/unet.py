@@ -17,9 +17,17 @@ Labels: index 0 means "unconditioned" (classifier-free guidance), real classes
 are 1..num_classes; labels=None on a conditional model means all 0.
 `backward(d_out)` is the forward read bottom-up; every ResBlock hands back
 its d emb, summed into the embedding's gradient at the end.
+
+Layout: the U-Net is the one place that chooses how its activations lie in
+memory. On the CPU kernels, with a batch of a multiple of 16, it puts x onto
+image lanes at the start (kernels.to_lanes), hands that activation from
+layer to layer (every layer's kernel call takes it as it takes an array) and
+takes the output off at the end (kernels.to_array); around the attention,
+which has no lanes kernel, it goes off and back on. The layers never know.
 """
 import numpy as np
 
+from .. import kernels
 from ..backend import as_rng, check_float_dtype, get_xp
 from ..nn.activations import GELU
 from ..nn.attention import MultiheadAttention
@@ -71,7 +79,7 @@ class UNet(Layer):
         rng, dtype = as_rng(seed), check_float_dtype(dtype)
         L, E = len(mults), 4 * mc
         self.in_channels, self.levels, self.blocks_per_level, self.channels = in_channels, L, nb, c
-        self.ran_on_lines = False           # whether the last forward handed its layers OnLines
+        self.on_lanes = False               # whether the last forward's activations lay on image lanes
         self.num_timesteps, self.num_classes, self.emb_dim = num_timesteps, num_classes, E
         self.config = dict(in_channels=in_channels, model_channels=mc, num_timesteps=num_timesteps,
                            channel_multipliers=list(mults), num_blocks_per_level=nb, groups=groups,
@@ -154,7 +162,8 @@ class UNet(Layer):
         xp = get_xp(x)
         t, labels = self._check_inputs(x, t, labels)
         L = self.levels
-        on_lines = self.ran_on_lines = self._on_lines(x)
+        # the activations' layout, chosen here once for the whole forward and its backward
+        lanes = self.on_lanes = self._use_lanes(x)
         # conditioning
         emb = self.time_embed.forward(t)                                   # (B, E)
         if self.label_embed is not None:
@@ -162,10 +171,7 @@ class UNet(Layer):
                 labels = xp.zeros(x.shape[0], dtype=np.int64)              # all "unconditioned"
             emb = emb + self.label_embed.forward(labels)                   # (B, E)
         # down
-        if on_lines:                  # the layers hand on OnLines (kernels/on_lines.py)
-            from minidiff.kernels import on_lines_cpu
-            x = on_lines_cpu.image_to_lines(x)
-        h = self.init_conv.forward(x)                                      # (B, c0, H, W)
+        h = self.init_conv.forward(kernels.to_lanes(x) if lanes else x)   # (B, c0, H, W)
         skips = []
         for l in range(L):
             for blk in self._down(l):
@@ -176,8 +182,8 @@ class UNet(Layer):
         # middle
         h = self.middle_conv.forward(h)                                    # (B, c_L, H_{L-1}, W_{L-1})
         h = self.middle_block1.forward(h, emb)
-        if self.middle_attention is not None:
-            h = self.middle_attention.forward(h)
+        if self.middle_attention is not None:        # no lanes kernel: it runs on NCHW arrays
+            h = self._off_lanes(self.middle_attention.forward, h)
         h = self.middle_block2.forward(h, emb)                             # (B, c_L, ...)
         # up
         for l in reversed(range(L)):
@@ -187,22 +193,27 @@ class UNet(Layer):
             if l > 0:
                 h = self._upsample(l).forward(h)                           # (B, c_l, 2 H_l, 2 W_l)
         out = self.final_conv.forward(h)                                   # (B, in, H, W)
-        return out.to_array() if on_lines else out
+        return kernels.to_array(out)
 
-    def _on_lines(self, x):
-        """True when this forward runs its layers on OnLines (kernels/on_lines.py), and its
-        backward then too: x of the model's dtype on the CPU kernels, B a multiple of lines.LANES."""
-        from minidiff.kernels import lines_flow
-        return x.dtype == self.dtype and lines_flow(x)
+    def _use_lanes(self, x):
+        """Whether this forward (and its backward) keeps the activations on image lanes
+        (kernels/lines/: 16 images side by side per point, so the CPU conv kernels read them
+        where they lie and no layer copies its input in or out): when x, of the model's dtype,
+        goes to the CPU kernels and its batch is a multiple of 16 (kernels.lanes_fit)."""
+        return x.dtype == self.dtype and kernels.lanes_fit(x)
+
+    def _off_lanes(self, fn, h):
+        """fn(h) for a layer with no lanes kernel: h leaves the lanes for it and the result
+        goes back onto them (arrays pass through as they are)."""
+        if not self.on_lanes:
+            return fn(h)
+        return kernels.to_lanes(fn(kernels.to_array(h)))
 
     def backward(self, d_out):
         L = self.levels
         d_emb = 0.0                                                        # becomes (B, E)
-        if self.ran_on_lines:
-            from minidiff.kernels import on_lines_cpu
-            d_out = on_lines_cpu.image_to_lines(d_out)
         # up, read backwards: level 0 first
-        dh = self.final_conv.backward(d_out)                               # (B, c_1, H, W)
+        dh = self.final_conv.backward(kernels.to_lanes(d_out) if self.on_lanes else d_out)  # (B, c_1, H, W)
         d_skips = [None] * L
         for l in range(L):
             if l > 0:
@@ -215,7 +226,7 @@ class UNet(Layer):
         dh = self.middle_block2.backward(dh)
         d_emb = d_emb + self.middle_block2.d_emb
         if self.middle_attention is not None:
-            dh = self.middle_attention.backward(dh)
+            dh = self._off_lanes(self.middle_attention.backward, dh)
         dh = self.middle_block1.backward(dh)
         d_emb = d_emb + self.middle_block1.d_emb
         dh = self.middle_conv.backward(dh)                                 # (B, c_{L-1}, ...)
@@ -227,9 +238,7 @@ class UNet(Layer):
             for blk in reversed(self._down(l)):
                 dh = blk.backward(dh)
                 d_emb = d_emb + blk.d_emb
-        dx = self.init_conv.backward(dh)                                   # (B, in, H, W)
-        if self.ran_on_lines:
-            dx = dx.to_array()
+        dx = kernels.to_array(self.init_conv.backward(dh))                 # (B, in, H, W)
         # conditioning: emb = time_embed(t) [+ label_embed(labels)]
         if self.label_embed is not None:
             self.label_embed.backward(d_emb)

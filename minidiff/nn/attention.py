@@ -12,12 +12,13 @@ Backward, with dO given:
     dv = P^T dO,   dP = dO v^T,   dS = P * (dP - sum_j dP * P),
     dq = dS k / sqrt(d),   dk = dS^T q / sqrt(d).
 The attention itself (from qkv to O and back) is minidiff.kernels.attention_forward /
-attention_backward: kernels/attention_reference.py holds these steps in array code.
+attention_backward: kernels/attention/reference.py holds these steps in array code.
 """
 import numpy as np
 
 from ..backend import as_rng, check_float_dtype
 from .dense import Dense
+from .grad_mode import grad_enabled, nothing_kept
 from .layer import Layer
 
 
@@ -40,32 +41,31 @@ class MultiheadAttention(Layer):
         self.scale = 1.0 / float(np.sqrt(self.head_dim))   # a Python float keeps float32
         self.to_qkv = Dense(channels, 3 * channels, bias=False, rng=rng, dtype=dtype)
         self.to_out = Dense(channels, channels, rng=rng, dtype=dtype)
+        self.qkv = self.P = None
 
     def forward(self, x):
-        from minidiff.kernels import OnLines, attention_forward
-        if isinstance(x, OnLines):        # on lines (kernels/on_lines.py): the attention runs on NCHW
-            return x.via_array(self.forward)
+        from minidiff.kernels import attention_forward
         if x.ndim != 4 or x.shape[1] != self.channels:
             raise ValueError(f"MultiheadAttention: x must be (B, {self.channels}, H, W), got {tuple(x.shape)}")
         B, C, H, W = x.shape
         tokens = x.reshape(B, C, H * W).transpose(0, 2, 1)           # (B, N, C)
-        self.qkv = self.to_qkv.forward(tokens)                        # (B, N, 3C)
-        O, self.P = attention_forward(self.qkv, self.heads, self.scale)    # (B, N, C), (B, h, N, N)
+        qkv = self.to_qkv.forward(tokens)                             # (B, N, 3C)
+        O, P = attention_forward(qkv, self.heads, self.scale)         # (B, N, C), (B, h, N, N)
+        self.qkv, self.P = (qkv, P) if grad_enabled() else (None, None)   # kept for backward
         self.shape = x.shape
         out = self.to_out.forward(O)                                  # (B, N, C)
         return x + out.transpose(0, 2, 1).reshape(B, C, H, W)         # (B, C, H, W)
 
     def backward(self, dy):
-        from minidiff.kernels import OnLines, attention_backward
-        if isinstance(dy, OnLines):
-            dx = dy.via_array(self.backward)
-            self.qkv = self.P = None                                  # freed once used (nn.Conv2d)
-            return dx
+        from minidiff.kernels import attention_backward
+        if self.qkv is None:
+            raise nothing_kept(self)
         B, C, H, W = self.shape
         d_out = dy.reshape(B, C, H * W).transpose(0, 2, 1)            # (B, N, C)
         dO = self.to_out.backward(d_out)                              # (B, N, C)
         d_qkv = attention_backward(dO, self.qkv, self.P, self.heads, self.scale)  # (B, N, 3C)
         d_tokens = self.to_qkv.backward(d_qkv)                        # (B, N, C)
+        self.qkv = self.P = None                                      # freed once used (as nn.Conv2d)
         return dy + d_tokens.transpose(0, 2, 1).reshape(B, C, H, W)   # residual + attention path
 
     def extra_repr(self):

@@ -5,7 +5,7 @@
                skip = identity (in == out), else a conv (3x3 as in DenoisingDiffusion.jl)
 
 act = SiLU; each act(GroupNorm(.) [+ shift]) is one fused GroupNormSiLU layer
-(one kernel pass forward, one backward; see kernels/groupnorm_reference.py).
+(one kernel pass forward, one backward; see kernels/groupnorm/reference.py).
 
 Convention for the conditioning: `forward(x, emb)` takes the embedding
 emb (B, E) as a second argument; `backward(dy)` returns dx and leaves
@@ -15,7 +15,7 @@ label embeddings.
 """
 import numpy as np
 
-from ..backend import as_rng, check_float_dtype, concat_channels, split_channels
+from ..backend import as_rng, check_float_dtype
 from .activations import SiLU
 from .conv import Conv2d
 from .dense import Dense
@@ -88,11 +88,13 @@ class ResBlock(Layer):
     their gradients. With a 3x3 skip, it and ConvEmbed's conv both read x, so
     they run as one conv (kernels.conv3x3_shared_forward), which on the CPU
     kernels reads the parts in place: no concatenated copy, one pass over x.
+    The parts are NumPy / CuPy arrays or whatever activations the model hands on
+    (kernels.concat_channels joins any of them).
 
-    Under nn.no_grad() the CPU kernels run conv -> GroupNorm+SiLU -> out_conv
-    with the middle activation on the conv lines (kernels.conv3x3_norm_conv3x3_forward)
-    and keep nothing for backward, which then raises a RuntimeError until a
-    forward with grad has run.
+    Under nn.no_grad() the whole block is one kernel call (kernels.resblock_forward,
+    where the CPU kernels keep the middle activation in their own layout) and
+    keeps nothing for backward, which then raises a RuntimeError until a forward
+    with grad has run.
     """
     takes_cond = True
 
@@ -107,105 +109,61 @@ class ResBlock(Layer):
         self.out_norm = GroupNormSiLU(groups, out_ch, dtype=dtype)
         self.skip = (None if in_ch == out_ch else
                      Conv2d(in_ch, out_ch, skip_kernel, padding=skip_kernel // 2, rng=rng, dtype=dtype))
-        self.on_lines = False                     # whether the last forward ran on OnLines
+        self.shared = self.skip is not None and skip_kernel == 3   # the 3x3 skip runs with the first conv
+        self.kept_for_backward = False
 
     def forward(self, x, emb):
-        from minidiff.kernels import OnLines, conv3x3_shared_forward
+        from minidiff.kernels import concat_channels, conv3x3_shared_forward
         self.in_parts = isinstance(x, tuple)
         parts = self._check_parts(list(x) if self.in_parts else [x])   # [(B, C_i, H, W)]
         self.part_channels = [p.shape[1] for p in parts]
-        self.shared = self.skip is not None and self.skip.kernel_size == (3, 3)
-        on_lines = any(isinstance(p, OnLines) for p in parts)
-        if on_lines:                                                  # NCHW parts are put on lines too
-            from minidiff.kernels import on_lines_cpu, on_lines_grad_cpu
-            parts = [p if isinstance(p, OnLines) else on_lines_cpu.image_to_lines(p) for p in parts]
-            if not grad_enabled():
-                return self._forward_on_lines(parts, emb)
-            shared_forward, concat = on_lines_grad_cpu.conv3x3_shared_on_lines, on_lines_grad_cpu.concat_lines
-        else:
-            shared_forward, concat = conv3x3_shared_forward, concat_channels
-        self.on_lines = on_lines
         self.kept_for_backward = grad_enabled()
         if not self.kept_for_backward:
-            h = self._forward_no_grad(parts, emb)
-            if h is not None:
-                return h
-            self.kept_for_backward = True                             # no kernel took it: the layers run
+            return self._forward_no_grad(parts, emb)
         if self.shared:                                               # both convs read x: one pass
             conv_in, skip = self.in_layers.conv, self.skip
-            h, s = shared_forward(parts, [conv_in.params["weight"], skip.params["weight"]],
-                                  [conv_in.params.get("bias"), skip.params.get("bias")])
+            h, s = conv3x3_shared_forward(parts, [conv_in.params["weight"], skip.params["weight"]],
+                                          [conv_in.params.get("bias"), skip.params.get("bias")])
             self.x = parts
             h = self.in_layers.embed(h, emb)                          # (B, out, H, W)
         else:
-            x = concat(parts)                                         # (B, in, H, W)
+            x = concat_channels(parts)                                # (B, in, H, W)
             h = self.in_layers.forward(x, emb)                        # (B, out, H, W)
             s = x if self.skip is None else self.skip.forward(x)      # (B, out, H, W)
         return self.out_norm.forward(self.out_conv.forward(h), residual=s)   # (B, out, H, W)
 
     def _forward_no_grad(self, parts, emb):
-        """The forward under no_grad(): on the CPU kernels conv_in -> GroupNorm+SiLU -> out_conv
-        runs on the conv lines (kernels.conv3x3_norm_conv3x3_forward), keeping nothing for
-        backward. None when no kernel takes it."""
-        from minidiff.kernels import conv3x3_norm_conv3x3_forward
-        norm = self.in_layers.norm
-        e = self.in_layers.shift(emb, parts[0].shape[0])              # (B, out)
-        outs = conv3x3_norm_conv3x3_forward(
-            parts, *self._first_convs(), norm.params.get("weight"), norm.params.get("bias"), e,
-            norm.num_groups, norm.eps,
-            self.out_conv.params["weight"], self.out_conv.params.get("bias"))
-        if outs is None:
-            return None
-        if self.shared:
-            s = outs[1]                                               # (B, out, H, W)
-        else:
-            x = concat_channels(parts)                                # (B, in, H, W)
-            s = x if self.skip is None else self.skip.forward(x)      # (B, out, H, W)
-        return self.out_norm.forward(outs[0], residual=s)             # (B, out, H, W)
-
-    def _first_convs(self):
-        """(weights, biases) of the convs that read the block's input: ConvEmbed's, and the
-        3x3 skip conv when it is shared (run with it as one conv)."""
+        """The whole block in one kernel call (kernels.resblock_forward) when no backward follows:
+        the same maths as forward, keeping nothing."""
+        from minidiff.kernels import resblock_forward
         convs = [self.in_layers.conv] + ([self.skip] if self.shared else [])
-        return [c.params["weight"] for c in convs], [c.params.get("bias") for c in convs]
-
-    def _forward_on_lines(self, parts, emb):
-        """The OnLines parts of x -> OnLines under no_grad(): the whole block on the lines
-        (on_lines_cpu.resblock_on_lines); keeps nothing for backward."""
-        from minidiff.kernels import on_lines_cpu
-        self.kept_for_backward = False
         skip_1x1 = (None if self.skip is None or self.shared else
                     (self.skip.params["weight"], self.skip.params.get("bias")))
         norms = [(n.params.get("weight"), n.params.get("bias"), n.num_groups, n.eps)
                  for n in (self.in_layers.norm, self.out_norm)]
-        return on_lines_cpu.resblock_on_lines(
-            parts, *self._first_convs(), norms[0],
-            self.in_layers.shift(emb, parts[0].shape[0]), self.out_conv.params["weight"],
-            self.out_conv.params.get("bias"), norms[1], skip_1x1)
+        e = self.in_layers.shift(emb, parts[0].shape[0])              # (B, out)
+        self.x = None
+        return resblock_forward(parts, [c.params["weight"] for c in convs], [c.params.get("bias") for c in convs],
+                                norms[0], e, self.out_conv.params["weight"], self.out_conv.params.get("bias"),
+                                norms[1], skip_1x1)                   # (B, out, H, W)
 
     def backward(self, dy):
-        from minidiff.kernels import conv3x3_shared_backward
+        from minidiff.kernels import conv3x3_shared_backward, split_channels
         if not self.kept_for_backward:
             raise RuntimeError("ResBlock.backward: the last forward ran under nn.no_grad() and "
                                "kept nothing for backward; run the forward outside no_grad()")
-        if self.on_lines:
-            from minidiff.kernels import on_lines_grad_cpu
-            shared_backward, split = on_lines_grad_cpu.conv3x3_shared_backward_on_lines, on_lines_grad_cpu.split_lines
-        else:
-            shared_backward, split = conv3x3_shared_backward, split_channels
         dh = self.out_conv.backward(self.out_norm.backward(dy))      # (B, out, H, W)
         if self.shared:
             dh = self.in_layers.embed_backward(dh)                    # (B, out, H, W)
             conv_in, skip = self.in_layers.conv, self.skip
-            dxs, dws, dbs = shared_backward([dh, dy], self.x, [conv_in.params["weight"], skip.params["weight"]])
-            if self.on_lines:
-                self.x = None                                         # freed once used (nn.Conv2d)
+            dxs, dws, dbs = conv3x3_shared_backward([dh, dy], self.x, [conv_in.params["weight"], skip.params["weight"]])
+            self.x = None                                             # freed once used (as nn.Conv2d)
             conv_in.add_grads(dws[0], dbs[0] if "bias" in conv_in.params else None)
             skip.add_grads(dws[1], dbs[1] if "bias" in skip.params else None)
         else:
             dx = self.in_layers.backward(dh)                          # (B, in, H, W), a fresh array
             dx += dy if self.skip is None else self.skip.backward(dy)
-            dxs = split(dx, self.part_channels)                       # undo the concatenation
+            dxs = split_channels(dx, self.part_channels)              # undo the concatenation
         self.d_emb = self.in_layers.d_emb                             # (B, E)
         return tuple(dxs) if self.in_parts else dxs[0]
 
@@ -225,9 +183,10 @@ class ResBlock(Layer):
 class UpsampleConv(Layer):
     """UpsampleConv(in_ch, out_ch): nearest x2 upsampling then conv3x3. (B, in, H, W) -> (B, out, 2H, 2W).
 
-    On the Numba kernels (NumPy or CuPy arrays) both steps run as one: four 2x2
-    convs on the small image, 2.25x fewer multiply-adds (kernels/upconv_cpu.py,
-    upconv_cuda.py); on the reference path as `up` then `conv`.
+    One kernel call (kernels.upsample_conv3x3_forward): on the Numba kernels four
+    2x2 convs on the small image, 2.25x fewer multiply-adds (kernels/upconv/);
+    the reference runs the two steps. `conv` holds the weights; `up` is the
+    upsampling step as a layer of its own, for reading.
     """
 
     def __init__(self, in_ch, out_ch, rng=None, dtype=np.float32):
@@ -237,39 +196,21 @@ class UpsampleConv(Layer):
         self.conv = conv3x3(in_ch, out_ch, rng, dtype)
 
     def forward(self, x):
-        from minidiff.kernels import OnLines, upsample_conv3x3_forward
+        from minidiff.kernels import upsample_conv3x3_forward
         self.conv._check_input(x.shape)
-        if isinstance(x, OnLines):                                    # on lines (kernels/on_lines.py)
-            from minidiff.kernels import on_lines_cpu
-            self.x = x if grad_enabled() else None
-            return on_lines_cpu.upsample_conv3x3_on_lines(x, self.conv.params["weight"],
-                                                          self.conv.params.get("bias"))
-        self.x = x                                                    # (B, in, H, W)
-        y = upsample_conv3x3_forward(x, self.conv.params["weight"], self.conv.params.get("bias"))
-        self.fused = y is not None
-        return y if self.fused else self.conv.forward(self.up.forward(x))   # (B, out, 2H, 2W)
+        self.x = x if grad_enabled() else None                        # (B, in, H, W), for backward
+        return upsample_conv3x3_forward(x, self.conv.params["weight"],
+                                        self.conv.params.get("bias"))  # (B, out, 2H, 2W)
 
     def backward(self, dy):
-        from minidiff.kernels import OnLines, upsample_conv3x3_backward
+        from minidiff.kernels import upsample_conv3x3_backward
         if self.x is None:
             raise nothing_kept(self)
         conv = self.conv
-        if isinstance(dy, OnLines):
-            from minidiff.kernels import on_lines_grad_cpu
-            dx, dw, db = on_lines_grad_cpu.upsample_conv3x3_backward_on_lines(
-                dy, self.x, conv.params["weight"], need_bias="bias" in conv.params)
-            conv.add_grads(dw, db)
-            self.x = None                                             # freed once used (nn.Conv2d)
-            return dx
-        if self.fused:
-            grads = upsample_conv3x3_backward(dy, self.x, conv.params["weight"],
-                                              need_bias="bias" in conv.params)
-            if grads is not None:
-                dx, dw, db = grads
-                conv.add_grads(dw, db)
-                return dx                                             # (B, in, H, W)
-            conv.forward(self.up.forward(self.x))    # the kernel path was switched off since
-        return self.up.backward(conv.backward(dy))                    # (B, in, H, W)
+        dx, dw, db = upsample_conv3x3_backward(dy, self.x, conv.params["weight"], need_bias="bias" in conv.params)
+        conv.add_grads(dw, db)
+        self.x = None                                                 # freed once used (as nn.Conv2d)
+        return dx                                                     # (B, in, H, W)
 
 
 def downsample(in_ch, out_ch, rng=None, dtype=np.float32):

@@ -21,7 +21,8 @@ class Conv2d(Layer):
     y[b, o] = bias[o] + sum_c w[o, c] * x_pad[b, c]  (cross-correlation, stride s)
     x (B, in, H, W) -> y (B, out, Ho, Wo), Ho = (H + 2p - kh) // s + 1.
     backward: dw += dy (*) x, db += sum dy, dx = the transposed convolution of dy.
-    The arithmetic lives in minidiff.kernels (im2col GEMMs; see conv_reference.py).
+    The arithmetic lives in minidiff.kernels (kernels/conv/: reference.py is im2col + GEMM).
+    forward keeps x for one backward (nothing under nn.no_grad()).
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
@@ -56,53 +57,21 @@ class Conv2d(Layer):
                              f"is smaller than the kernel {kh}x{kw}")
 
     def forward(self, x):
-        from minidiff.kernels import OnLines, conv2d_forward
+        from minidiff.kernels import conv2d_forward
         self._check_input(x.shape)
-        if isinstance(x, OnLines):
-            return self._forward_on_lines(x)
-        self.x = x                                                       # (B, in, H, W)
+        self.x = x if grad_enabled() else None                           # (B, in, H, W), for backward
         return conv2d_forward(x, self.params["weight"], self.params.get("bias"),
                               self.stride, self.padding)                 # (B, out, Ho, Wo)
 
-    def _forward_on_lines(self, x):
-        """x an OnLines (kernels/on_lines.py) -> OnLines. 3x3 stride 1 padding 1 and 4x4 stride 2
-        padding 1 run on the lines and keep x for backward (nothing under no_grad); other
-        convs run via NCHW."""
-        from minidiff.kernels import on_lines_cpu
-        w, b = self.params["weight"], self.params.get("bias")
-        geometry = (self.kernel_size, self.stride, self.padding)
-        if geometry == ((3, 3), (1, 1), (1, 1)):
-            y = on_lines_cpu.conv3x3_on_lines(x, w, b)
-        elif geometry == ((4, 4), (2, 2), (1, 1)):
-            y = on_lines_cpu.conv4x4s2_on_lines(x, w, b)
-        else:
-            return x.via_array(self.forward)                             # keeps the NCHW input
-        self.x = x if grad_enabled() else None
-        return y
-
     def backward(self, dy):
-        from minidiff.kernels import OnLines, conv2d_backward
+        from minidiff.kernels import conv2d_backward
         if self.x is None:
             raise nothing_kept(self)
-        if isinstance(dy, OnLines):
-            return self._backward_on_lines(dy)
         dx, dw, db = conv2d_backward(dy, self.x, self.params["weight"], self.stride,
                                      self.padding, need_bias="bias" in self.params)
         self.add_grads(dw, db)
+        self.x = None                             # the input goes as soon as it is used: a lower peak
         return dx                                                        # (B, in, H, W)
-
-    def _backward_on_lines(self, dy):
-        """dy an OnLines -> dx as OnLines (kernels/on_lines_grad_cpu.py); frees the kept input, as
-        every layer's backward on lines does (a train step's peak memory is then lower)."""
-        from minidiff.kernels import OnLines, on_lines_grad_cpu
-        if not isinstance(self.x, OnLines):                              # the forward ran via NCHW
-            return dy.via_array(self.backward)
-        backward = (on_lines_grad_cpu.conv3x3_backward_on_lines if self.kernel_size == (3, 3)
-                    else on_lines_grad_cpu.conv4x4s2_backward_on_lines)
-        dx, dw, db = backward(dy, self.x, self.params["weight"], need_bias="bias" in self.params)
-        self.add_grads(dw, db)
-        self.x = None                             # on lines the input goes as soon as it is used
-        return dx
 
     def add_grads(self, dw, db):
         """grads += the weight gradient (out, in, kh, kw) and the bias gradient (out,) or None."""

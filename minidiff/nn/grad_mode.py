@@ -3,10 +3,9 @@
     with minidiff.nn.no_grad():
         eps_hat = model(x_t, t)          # sampling, evaluation: no backward follows
 
-Layers may then take shortcuts that keep nothing for backward (nn.ResBlock runs
-its middle GroupNorm+SiLU on the conv kernels' lines, kernels/conv_norm_conv_cpu.py;
-the U-Net hands its layers activations on image lanes, kernels/on_lines.py),
-and a layer whose last forward did so refuses a backward with a RuntimeError.
+Layers then keep nothing for backward and may take shortcuts (nn.ResBlock runs
+as one fused kernel call, kernels.resblock_forward); a layer whose last forward
+kept nothing refuses a backward with a RuntimeError.
 The sampling loops' model call (diffusion.guided_forward) runs under it.
 """
 from contextlib import contextmanager
@@ -32,7 +31,7 @@ def no_grad():
 
 
 def nothing_kept(layer):
-    """The RuntimeError of a backward whose forward kept nothing: it ran on OnLines
-    (kernels/on_lines.py) under no_grad(), or its backward on lines already freed it."""
+    """The RuntimeError of a backward whose forward kept nothing: it ran under no_grad(),
+    or a backward already used (and freed) what it kept."""
     return RuntimeError(f"{type(layer).__name__}.backward: nothing kept from the last forward (it ran "
-                        "on OnLines under no_grad(), or its backward already ran); run a forward with grad")
+                        "under no_grad(), or its backward already ran); run a forward with grad")

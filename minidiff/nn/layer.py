@@ -180,11 +180,11 @@ class Layer:
         head = f"{type(self).__name__}({self.extra_repr()}"
         if not kids:
             return head + ")"
-        lines = [head]
+        rows = [head]
         for name, child in kids:
             body = repr(child).replace("\n", "\n  ")
-            lines.append(f"  ({name}): {body}")
-        return "\n".join(lines) + "\n)"
+            rows.append(f"  ({name}): {body}")
+        return "\n".join(rows) + "\n)"
 
 
 def uniform_init(rng, shape, fan_in, dtype):

@@ -1,7 +1,7 @@
 """Group normalisation (Wu & He 2018), PyTorch layout: weight, bias (C,); and its fusion with SiLU."""
 import numpy as np
 
-from .grad_mode import nothing_kept
+from .grad_mode import grad_enabled, nothing_kept
 from .layer import Layer
 
 
@@ -16,7 +16,8 @@ class GroupNorm(Layer):
         dx = rstd * (g - mean(g) - xhat * mean(g * xhat))
         dweight += sum dy * xhat,   dbias += sum dy   (over batch and spatial)
     The arithmetic is minidiff.kernels.groupnorm_silu_* (silu=False, no shift);
-    forward keeps x and the (B, G) statistics, backward recomputes xhat.
+    forward keeps x and the (B, G) statistics for one backward (nothing under
+    nn.no_grad()), which recomputes xhat.
     """
     silu = False                            # GroupNormSiLU: y = SiLU(...)
 
@@ -45,53 +46,28 @@ class GroupNorm(Layer):
                              f"got {tuple(shift.shape)}")
 
     def _forward(self, x, shift, residual=None):
-        from minidiff.kernels import OnLines, groupnorm_silu_forward
+        from minidiff.kernels import groupnorm_silu_forward
         self._check_input(x.shape, shift)
-        if isinstance(x, OnLines):
-            return self._forward_on_lines(x, shift, residual)
-        self.x, self.shift = x, shift                                    # (B, C, ...), (B, C) or None
-        y, self.mean, self.rstd = groupnorm_silu_forward(
+        y, mean, rstd = groupnorm_silu_forward(
             x, self.params.get("weight"), self.params.get("bias"), shift,
             self.num_groups, self.eps, silu=self.silu, residual=residual)  # y (B, C, ...), (B, G) x 2
-        return y
-
-    def _forward_on_lines(self, x, shift, residual):
-        """x (and residual) OnLines (kernels/on_lines.py) -> OnLines; GroupNorm without SiLU via NCHW."""
-        from minidiff.kernels import on_lines_grad_cpu
-        if not self.silu:
-            return x.via_array(lambda a: self._forward(a, shift, residual and residual.to_array()))
-        self.x, self.shift = x, shift
-        y, self.mean, self.rstd = on_lines_grad_cpu.groupnorm_silu_forward_on_lines(
-            x, self.params.get("weight"), self.params.get("bias"), shift, self.num_groups, self.eps, residual)
+        if grad_enabled():                                               # kept for backward
+            self.x, self.shift, self.mean, self.rstd = x, shift, mean, rstd   # (B, C, ...), (B, C) or None
+        else:
+            self.x = self.shift = self.mean = self.rstd = None
         return y
 
     def backward(self, dy):
-        from minidiff.kernels import OnLines, groupnorm_silu_backward
-        if isinstance(dy, OnLines):
-            return self._backward_on_lines(dy)
+        from minidiff.kernels import groupnorm_silu_backward
+        if self.x is None:
+            raise nothing_kept(self)
         dx, dweight, dbias, self.d_shift = groupnorm_silu_backward(
             dy, self.x, self.mean, self.rstd, self.params.get("weight"), self.params.get("bias"),
             self.shift, self.num_groups, silu=self.silu)                # dx (B, C, ...), d_shift (B, C)
-        self._add_grads(dweight, dbias)
-        return dx
-
-    def _add_grads(self, dweight, dbias):
-        """grads += the weight and bias gradients (C,) each, when the layer has them."""
         if self.affine:
             self.grads["weight"] += dweight
             self.grads["bias"] += dbias
-
-    def _backward_on_lines(self, dy):
-        from minidiff.kernels import OnLines, on_lines_grad_cpu
-        if self.x is None:
-            raise nothing_kept(self)
-        if not isinstance(self.x, OnLines):                              # the forward ran via NCHW
-            return dy.via_array(self.backward)
-        dx, dweight, dbias, self.d_shift = on_lines_grad_cpu.groupnorm_silu_backward_on_lines(
-            dy, self.x, self.mean, self.rstd, self.params.get("weight"), self.params.get("bias"),
-            self.shift, self.num_groups)
-        self._add_grads(dweight, dbias)
-        self.x = None                                                    # freed once used (nn.Conv2d)
+        self.x = None                                                    # freed once used (as nn.Conv2d)
         return dx
 
     def extra_repr(self):
@@ -118,9 +94,10 @@ class GroupNormSiLU(GroupNorm):
         return self._forward(x, shift, residual)
 
     def preactivation(self):
-        """h = GroupNorm(x) + shift of the last forward (B, C, ...), recomputed: for inspection."""
-        from minidiff.kernels import OnLines
-        from minidiff.kernels.groupnorm_reference import groupnorm_silu_forward_reference
-        x = self.x.to_array() if isinstance(self.x, OnLines) else self.x
-        return groupnorm_silu_forward_reference(x, self.params.get("weight"), self.params.get("bias"),
+        """h = GroupNorm(x) + shift of the last forward with grad (B, C, ...), recomputed: for inspection."""
+        from minidiff.kernels import to_array
+        from minidiff.kernels.groupnorm.reference import groupnorm_silu_forward_reference
+        if self.x is None:
+            raise nothing_kept(self)
+        return groupnorm_silu_forward_reference(to_array(self.x), self.params.get("weight"), self.params.get("bias"),
                                                 self.shift, self.num_groups, self.eps, silu=False)[0]

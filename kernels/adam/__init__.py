@@ -1,0 +1,1 @@
+"""adam: see kernels/__init__.py and docs/kernels.md."""

@@ -1,0 +1,1 @@
+"""attention: see kernels/__init__.py and docs/kernels.md."""

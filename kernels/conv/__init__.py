@@ -1,0 +1,1 @@
+"""conv: see kernels/__init__.py and docs/kernels.md."""

@@ -1,0 +1,1 @@
+"""groupnorm: see kernels/__init__.py and docs/kernels.md."""

@@ -1,0 +1,1 @@
+"""lines: see kernels/__init__.py and docs/kernels.md."""

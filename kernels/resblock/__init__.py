@@ -1,0 +1,1 @@
+"""resblock: see kernels/__init__.py and docs/kernels.md."""

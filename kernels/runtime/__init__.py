@@ -1,0 +1,1 @@
+"""runtime: see kernels/__init__.py and docs/kernels.md."""

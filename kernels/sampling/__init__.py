@@ -1,0 +1,1 @@
+"""sampling: see kernels/__init__.py and docs/kernels.md."""

@@ -1,0 +1,65 @@
+"""Fused DDPM/DDIM reverse steps on the CPU (Numba); maths and arguments as in sampling.py."""
+import numpy as np
+from numba import njit
+
+from .reference import ddim_coefficients, ddpm_coefficients, prepare_step
+
+
+# Loop mapping: one pass over sample b's row of D values with its coefficients
+# held in registers; element d reads x_t, eps, z at d and writes only x0 and
+# x_prev at d, so x_prev may be x_t itself (in place). Serial on purpose: the
+# update is memory-bound and a parallel launch costs more than the whole pass
+# at sampling sizes (measured: 6 us serial vs 60 us with prange for 32x28x28,
+# NumPy 47 us). Unsigned d: no negative-index test, so LLVM vectorises the loop.
+@njit(cache=True)
+def ddpm_step_kernel(x_t, eps, a, bm, c1, c2, sigma, z, clip, has_noise, x_prev, x0):
+    for b in range(x_t.shape[0]):
+        xt_b, eps_b, z_b, xprev_b, x0_b = x_t[b], eps[b], z[b], x_prev[b], x0[b]   # (D,) rows
+        for d in range(np.uint64(x_t.shape[1])):
+            xt = xt_b[d]
+            x0v = a[b] * xt - bm[b] * eps_b[d]
+            if clip:
+                x0v = min(max(x0v, -1.0), 1.0)
+            new = c1[b] * x0v + c2[b] * xt
+            if has_noise:
+                new += sigma[b] * z_b[d]
+            x0_b[d] = x0v
+            xprev_b[d] = new
+
+
+# Loop mapping: as ddpm_step_kernel, one row b at a time, element d within it.
+@njit(cache=True)
+def ddim_step_kernel(x_t, eps, a, bm, sa, s1a, san, dirc, sigma, z, clip, has_noise, x_next, x0):
+    for b in range(x_t.shape[0]):
+        xt_b, eps_b, z_b, xnext_b, x0_b = x_t[b], eps[b], z[b], x_next[b], x0[b]   # (D,) rows
+        inv_s1a = 1 / s1a[b]                       # one division per row, not per element
+        for d in range(np.uint64(x_t.shape[1])):
+            xt = xt_b[d]
+            e = eps_b[d]
+            x0v = a[b] * xt - bm[b] * e
+            if clip:
+                x0v = min(max(x0v, -1.0), 1.0)
+                e = (xt - sa[b] * x0v) * inv_s1a
+            new = san[b] * x0v + dirc[b] * e
+            if has_noise:
+                new += sigma[b] * z_b[d]
+            x0_b[d] = x0v
+            xnext_b[d] = new
+
+
+def ddpm_step_cpu(x_t, eps_hat, sqrt_recip_abar, sqrt_recipm1_abar, c1, c2, sigma,
+                  z=None, clip=True, out=None, x0_out=None):
+    """(x_prev, x0_hat) in one pass; see sampling.ddpm_step_reference."""
+    x, eps, z, out, x0_out, x_prev, x0 = prepare_step(x_t, eps_hat, z, out, x0_out)
+    B = x.shape[0]
+    coefs = ddpm_coefficients(sqrt_recip_abar, sqrt_recipm1_abar, c1, c2, sigma, B, x)   # 5 x (B,)
+    ddpm_step_kernel(x, eps, *coefs, x if z is None else z, bool(clip), z is not None, x_prev, x0)
+    return out, x0_out
+
+
+def ddim_step_cpu(x_t, eps_hat, abar, abar_next, sigma, z=None, clip=True, out=None, x0_out=None):
+    """(x_next, x0_hat) in one pass; see sampling.ddim_step_reference."""
+    x, eps, z, out, x0_out, x_next, x0 = prepare_step(x_t, eps_hat, z, out, x0_out)
+    coefs = ddim_coefficients(abar, abar_next, sigma, x.shape[0], x)  # 7 x (B,)
+    ddim_step_kernel(x, eps, *coefs, x if z is None else z, bool(clip), z is not None, x_next, x0)
+    return out, x0_out

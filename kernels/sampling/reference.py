@@ -1,0 +1,101 @@
+"""Fused reverse-step updates for DDPM and DDIM: the plain `xp` references.
+
+One reverse step reads x_t and eps_hat once and writes x_prev and x0_hat once
+(see /work/shared/EQUATIONS.md). Numba CPU and CUDA versions of the same
+update are in sampling_cpu.py and sampling_cuda.py; all three share the
+argument handling below. Per-sample coefficients are (B,) arrays (or scalars);
+x is (B, ...) and is viewed as (B, D) inside.
+
+    x0_hat = clip(sqrt_recip_abar x_t - sqrt_recipm1_abar eps_hat, -1, 1)
+    DDPM:  x_prev = c1 x0_hat + c2 x_t + sigma z
+    DDIM:  eps    = (x_t - sqrt(abar) x0_hat) / sqrt(1 - abar)      (when clipped)
+           x_next = sqrt(abar_next) x0_hat + sqrt(1 - abar_next - sigma^2) eps + sigma z
+
+Outputs: `out` (x_prev / x_next) may be x_t itself (the update is elementwise,
+so it runs in place); `x0_out` must not alias x_t or eps_hat. z=None: no noise.
+"""
+from ..xp import get_xp
+
+
+def per_sample(c, B, like, name):
+    """A scalar or (B,) coefficient -> contiguous (B,) array in the dtype and module of `like`."""
+    xp = get_xp(like)
+    c = xp.asarray(c, dtype=like.dtype)
+    if c.ndim == 0:
+        c = xp.full(B, c, dtype=like.dtype)
+    if c.shape != (B,):
+        raise ValueError(f"{name}: expected a scalar or shape ({B},), got {tuple(c.shape)}")
+    return xp.ascontiguousarray(c)
+
+
+def prepare_step(x_t, eps_hat, z, out, x0_out):
+    """Validate and flatten: (x_t, eps_hat, z, out, x0_out) as (B, D) views, outputs allocated."""
+    xp = get_xp(x_t)
+    if x_t.dtype.kind != "f":
+        raise TypeError(f"x_t: expected a float array, got {x_t.dtype}")
+    if x_t.ndim < 1:
+        raise ValueError("x_t: expected shape (B, ...), got a scalar")
+    for name, a in (("eps_hat", eps_hat), ("z", z), ("out", out), ("x0_out", x0_out)):
+        if a is not None and (tuple(a.shape) != tuple(x_t.shape) or a.dtype != x_t.dtype):
+            raise ValueError(f"{name}: expected shape {tuple(x_t.shape)} and dtype {x_t.dtype}, "
+                             f"got {tuple(a.shape)} and {a.dtype}")
+    for name, a in (("out", out), ("x0_out", x0_out)):
+        if a is not None and not a.flags.c_contiguous:
+            raise ValueError(f"{name}: expected a C-contiguous array")
+    if x0_out is not None and (x0_out is x_t or x0_out is eps_hat):
+        raise ValueError("x0_out: must not be x_t or eps_hat (x_t is read after x0_hat is written)")
+    out = xp.empty_like(x_t) if out is None else out
+    x0_out = xp.empty_like(x_t) if x0_out is None else x0_out
+    B = x_t.shape[0]
+    flat = lambda a: None if a is None else xp.ascontiguousarray(a).reshape(B, -1)   # (B, D)
+    return flat(x_t), flat(eps_hat), flat(z), out, x0_out, out.reshape(B, -1), x0_out.reshape(B, -1)
+
+
+def ddpm_coefficients(sqrt_recip_abar, sqrt_recipm1_abar, c1, c2, sigma, B, like):
+    """The five DDPM coefficients as (B,) arrays: (1/sqrt(abar), sqrt(1/abar - 1), c1, c2, sigma)."""
+    return [per_sample(c, B, like, n) for c, n in (
+        (sqrt_recip_abar, "sqrt_recip_abar"), (sqrt_recipm1_abar, "sqrt_recipm1_abar"),
+        (c1, "c1"), (c2, "c2"), (sigma, "sigma"))]
+
+
+def ddim_coefficients(abar, abar_next, sigma, B, like):
+    """(B,) arrays (1/sqrt(abar), sqrt(1/abar - 1), sqrt(abar), sqrt(1 - abar),
+    sqrt(abar_next), sqrt(1 - abar_next - sigma^2), sigma)."""
+    xp = get_xp(like)
+    abar = per_sample(abar, B, like, "abar")
+    abar_next = per_sample(abar_next, B, like, "abar_next")
+    sigma = per_sample(sigma, B, like, "sigma")
+    return (1 / xp.sqrt(abar), xp.sqrt(1 / abar - 1), xp.sqrt(abar), xp.sqrt(1 - abar),
+            xp.sqrt(abar_next), xp.sqrt(xp.maximum(1 - abar_next - sigma ** 2, 0)), sigma)
+
+
+def ddpm_step_reference(x_t, eps_hat, sqrt_recip_abar, sqrt_recipm1_abar, c1, c2, sigma,
+                        z=None, clip=True, out=None, x0_out=None):
+    """(x_prev, x0_hat): x_prev = c1 x0_hat + c2 x_t + sigma z, x0_hat from eps_hat (clipped)."""
+    xp = get_xp(x_t)
+    x, eps, z, out, x0_out, x_prev, x0 = prepare_step(x_t, eps_hat, z, out, x0_out)
+    B = x.shape[0]
+    a, bm, c1, c2, sigma = (c[:, None] for c in                                          # (B, 1)
+                            ddpm_coefficients(sqrt_recip_abar, sqrt_recipm1_abar, c1, c2, sigma, B, x))
+    x0[...] = a * x - bm * eps                                         # (B, D)
+    if clip:
+        xp.clip(x0, -1, 1, out=x0)
+    mean = c1 * x0 + c2 * x                                            # (B, D)
+    x_prev[...] = mean if z is None else mean + sigma * z
+    return out, x0_out
+
+
+def ddim_step_reference(x_t, eps_hat, abar, abar_next, sigma, z=None, clip=True,
+                        out=None, x0_out=None):
+    """(x_next, x0_hat): x_next = sqrt(abar_next) x0_hat + sqrt(1 - abar_next - sigma^2) eps + sigma z."""
+    xp = get_xp(x_t)
+    x, eps, z, out, x0_out, x_next, x0 = prepare_step(x_t, eps_hat, z, out, x0_out)
+    B = x.shape[0]
+    a, bm, sa, s1a, san, dirc, sigma = (c[:, None] for c in ddim_coefficients(abar, abar_next, sigma, B, x))
+    x0[...] = a * x - bm * eps                                         # (B, D)
+    if clip:
+        xp.clip(x0, -1, 1, out=x0)
+        eps = (x - sa * x0) / s1a                                      # (B, D), re-derived
+    new = san * x0 + dirc * eps                                        # (B, D)
+    x_next[...] = new if z is None else new + sigma * z
+    return out, x0_out

@@ -1,0 +1,1 @@
+"""upconv: see kernels/__init__.py and docs/kernels.md."""
