@@ -68,10 +68,10 @@ def parse_args(argv=None):
     p.add_argument("--sample-batch", type=int, default=100, help="digits per sampling batch")
     p.add_argument("--ddim-steps", type=int, default=20)
     p.add_argument("--eta", type=float, default=None,
-                   help="DDIM eta; default 1.0 unconditional, 0.0 conditional (measured best, README)")
+                   help="DDIM eta; default 1.0 unconditional, 0.0 conditional (measured best, docs/results.md)")
     p.add_argument("--ddim-spacing", default=None, choices=["linspace", "leading", "trailing"],
                    help="DDIM timesteps; default leading unconditional (t = 95, 90, ..., 0: measured "
-                        "3 FLD better than trailing over 8 paired draws, README), trailing conditional")
+                        "3 FLD better than trailing over 8 paired draws, docs/results.md), trailing conditional")
     p.add_argument("--fld-draws", type=int, default=1,
                    help="FLD over this many independent sets of --samples digits per sampler (mean, "
                         "spread and every value in metrics.json; the first set is the one saved). "
@@ -91,7 +91,7 @@ def parse_args(argv=None):
     if args.min_snr_gamma is not None and args.min_snr_gamma <= 0:
         args.min_snr_gamma = None
     T = args.num_timesteps
-    auto = {"guidance_interval": (T // 10, (7 * T) // 10),        # measured best at T = 100 (README)
+    auto = {"guidance_interval": (T // 10, (7 * T) // 10),        # measured best at T = 100 (docs/results.md)
             "ddim_guidance_interval": (0, min(T - 1, (95 * T) // 100))}
     for name in ("guidance_interval", "ddim_guidance_interval"):
         value = getattr(args, name)

@@ -3,7 +3,7 @@
     python -m minidiff.kernels.bench [--repeat 21] [--batch 32]
 
 Each implementation is timed in a block of its own, with NumPy's BLAS as the
-dispatcher would set it (all its threads for the reference, one thread for
+route.py sets it (all its threads for the reference, one thread for
 the Numba kernels; see runtime/numba_threads.py), after 0.5 s of warm-up calls. Calls
 are not interleaved: switching between the two thread pools on every call
 would time the switch (the pool that ran last keeps spinning for a while).
@@ -127,7 +127,7 @@ def _shared_conv_lines(rng, B, repeat):
 
 
 def _groupnorm_lines(rng, B, repeat):
-    """GroupNorm(8) + shift + SiLU at the U-Net's sizes: reference against groupnorm_cpu.py."""
+    """GroupNorm(8) + shift + SiLU at the U-Net's sizes: reference against groupnorm/cpu.py."""
     from .groupnorm.cpu import groupnorm_silu_backward_cpu, groupnorm_silu_forward_cpu
     from .groupnorm.reference import groupnorm_silu_backward_reference, groupnorm_silu_forward_reference
     for C, H in [(16, 28), (32, 14), (48, 7)]:
@@ -146,7 +146,7 @@ def _groupnorm_lines(rng, B, repeat):
 
 
 def _adam_line(rng, repeat):
-    """Adam's update on the anchor U-Net's 326,609 parameters: adam.py against adam_cpu.py."""
+    """Adam's update on the anchor U-Net's 326,609 parameters: adam/reference.py against adam/cpu.py."""
     from .adam.reference import adam_step_reference
     from .adam.cpu import adam_step_cpu
     P = 326_609
@@ -173,7 +173,7 @@ def _upconv_lines(rng, B, repeat):
 
 
 def _attention_lines(rng, B, repeat):
-    """The U-Net's middle attention (7x7 tokens, 48 channels, 4 heads): reference against attention_cpu.py."""
+    """The U-Net's middle attention (7x7 tokens, 48 channels, 4 heads): reference against attention/cpu.py."""
     from .attention.cpu import attention_backward_cpu, attention_forward_cpu
     from .attention.reference import attention_backward_reference, attention_forward_reference
     N, C, heads = 49, 48, 4

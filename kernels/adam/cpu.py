@@ -1,4 +1,4 @@
-"""Adam's update in one pass on the CPU (Numba); maths and arguments as in adam.py."""
+"""Adam's update in one pass on the CPU (Numba); maths and arguments as in adam/reference.py."""
 import numpy as np
 from numba import njit, prange
 

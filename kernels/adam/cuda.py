@@ -1,4 +1,4 @@
-"""Adam's update as a Numba CUDA kernel; maths and arguments as in adam.py.
+"""Adam's update as a Numba CUDA kernel; maths and arguments as in adam/reference.py.
 
 Arrays are CuPy (zero-copy through `__cuda_array_interface__`) or NumPy under
 the CUDA simulator.

@@ -9,7 +9,7 @@ One step t >= 1 on theta, its gradient g and the moment estimates m, v (all (P,)
     theta = theta - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 
 theta, m and v are updated in place. The reference is six array passes;
-adam_cpu.py and adam_cuda.py do it in one.
+adam/cpu.py and adam/cuda.py do it in one.
 """
 import math
 

@@ -1,4 +1,4 @@
-"""Multi-head attention on the CPU (Numba); maths and arguments as in attention_reference.py.
+"""Multi-head attention on the CPU (Numba); maths and arguments as in attention/reference.py.
 
 The reference runs each step over the whole batch: split the heads (copies),
 two batched matmuls of tiny (N x d) matrices, a softmax in four array passes,
@@ -19,7 +19,7 @@ the loops over the keys j run along contiguous rows and vectorise:
 
 Loop mapping: prange over the B*heads pairs (b, h); pair (b, h) writes only
 P[b, h], its head's channels of out / d_qkv and its own work rows, so no two
-iterations write the same element. exp is fast_exp.py's polynomial, which
+iterations write the same element. exp is runtime/fast_exp.py's polynomial, which
 vectorises (libm's exp is a scalar call).
 """
 import numpy as np

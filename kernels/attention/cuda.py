@@ -1,4 +1,4 @@
-"""Multi-head scaled dot-product attention as Numba CUDA kernels; maths and arguments as in attention_reference.py.
+"""Multi-head scaled dot-product attention as Numba CUDA kernels; maths and arguments as in attention/reference.py.
 
     S = q_h k_h^T * scale,   P = softmax(S) over the keys j,   O = P v_h
     dv = P^T dO,   dS = P * (dO v^T - rowsum) * scale,   dq = dS k,   dk = dS^T q

@@ -11,7 +11,7 @@ Backward, with d_out (B, N, C) given (dO its heads):
     dv = P^T dO,   dP = dO v^T,   dS = P * (dP - sum_j dP * P) * scale,
     dq = dS k,     dk = dS^T q      -> d_qkv (B, N, 3C) = [dq | dk | dv].
 
-attention_cpu.py and attention_cuda.py compute the same per (sample, head)
+attention/cpu.py and attention/cuda.py compute the same per (sample, head)
 in one pass, without the split/merge copies and the (B, heads, N, N)
 temporaries of the steps below.
 """

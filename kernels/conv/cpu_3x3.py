@@ -1,11 +1,11 @@
 """Direct 3x3 stride-1 padding-1 convolution on the CPU (Numba), no im2col.
 
 The U-Net's convolutions are almost all 3x3 with stride 1 and padding 1. For
-them the im2col path (conv_cpu.py) spends as long writing and reading the
+them the im2col path (conv/cpu.py) spends as long writing and reading the
 9x larger `cols` matrix as its GEMM spends computing; these kernels read the
 input where it lies instead.
 
-Memory layout: the padded lines of lines.py
+Memory layout: the padded lines of lines/geometry.py
 -------------------------------------------
 Every channel of the whole batch lies on one zero-padded line on which the
 3x3 window of an output is nine values at fixed offsets from it: with one
@@ -58,7 +58,7 @@ from .reference_3x3 import flip_taps
 from ..lines.geometry import from_lines, lines, offsets, parts_to_lines
 from ..runtime.scratch import scratch
 
-CHUNK = 1024    # grid values per prange iteration (a multiple of lines.ALIGN); measured best of 512-2048.
+CHUNK = 1024    # grid values per prange iteration (a multiple of geometry.ALIGN); measured best of 512-2048.
 # It is passed to the kernels as an argument: with it compiled in as a
 # constant instead, the U-Net forward measured 12-15% slower.
 
@@ -85,7 +85,7 @@ def conv3x3_line(xl, w, bias, row, col, nseg, seg, stride, chunk, y, y_head):
     the stretches [s*stride, s*stride + seg), s < nseg (lines.Lines gives the steps and stretches).
 
     xl (Cin, L) padded lines, w (Cout, Cin, 3, 3), bias (Cout,), y (grid_rows(Cout), >= P + y_head)
-    the output: a grid (y_head = 0), or lines (y_head = their head: on_lines_cpu.py);
+    the output: a grid (y_head = 0), or lines (y_head = their head: lines/forward.py);
     `chunk` values per iteration.
     """
     Cin = xl.shape[0]

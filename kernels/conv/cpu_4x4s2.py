@@ -1,6 +1,6 @@
 """Direct 4x4 stride-2 padding-1 convolution on the CPU (Numba): the U-Net's downsampling.
 
-Read conv3x3_cpu.py first: there each tap is a fixed offset along one
+Read conv/cpu_3x3.py first: there each tap is a fixed offset along one
 zero-padded line per channel holding the whole batch. A stride-2 window reads
 every other input pixel, so that does not apply as it is. Splitting the
 padded input into its four phases (space to depth),
@@ -18,7 +18,7 @@ R = Wo + 1 values each, lie one after the other on one line per phase channel,
 
     q[(c, a, e), (b*(Ho+1) + u)*R + v],
 
-which is the grid of lines.line_geometry(B, Ho, Wo): the output
+which is the grid of geometry.line_geometry(B, Ho, Wo): the output
 y[b, o, oh, ow] is grid point p = (b*(Ho+1) + oh)*R + ow, its taps are
 p + i'*R + j', and the zeros of the padding are already in the phases (the
 last row and column of the grid are junk, dropped by from_line). The backward
@@ -31,15 +31,15 @@ pass stays on the same grid:
         of dyl are the padding that the adjoint needs); depth to space then
         puts each phase pixel back in its place in dx.
 
-With 16 images side by side per point (the lanes of lines.py, when
-lines.lanes() picks them), the same holds with every index times V and
+With 16 images side by side per point (the lanes of lines/geometry.py, when
+geometry.lanes() picks them), the same holds with every index times V and
 pixel (b, c, h, w) in lane b % V of its point: q[(c, a, e), ((g*(Ho+1) + u)*R + v)*V + lane],
 b = g*V + lane; the taps are p + i'*row + j'*col (row = R*V, col = V).
 
-The previous version gave each image its own padded plane, so at 14x14 -> 7x7
-the inner loop was 4 vectors long. Against it, in one process over 41
-alternating calls (batch 32): forward + backward 0.72-0.73x the time at
-16->16 28x28 and at 16->32 14x14.
+Until 26e203e (2026-12-01) each image had its own padded plane, so at
+14x14 -> 7x7 the inner loop was 4 vectors long. Against that, in one process
+over 41 alternating calls (batch 32): forward + backward 0.72-0.73x the time
+at 16->16 28x28 and at 16->32 14x14.
 """
 import numpy as np
 from numba import njit, prange
@@ -188,7 +188,7 @@ def depth_to_space_lanes(dq, Ho, R, dx):
 # the 16 weights in registers: four shifted loads of the line feed sixteen
 # multiply-adds (with 2x2 taps a quad fits the registers where the 3x3
 # kernel takes a pair). `shift` moves the start of each input line: zeros
-# here, the phase offsets in upconv_cpu.py.
+# here, the phase offsets in upconv/cpu.py.
 @njit(parallel=True, fastmath={"contract"}, cache=True)
 def conv2x2_line(q, shift, w, bias, row, col, nseg, seg, stride, chunk, y, y_head):
     """y[m, y_head + p] = bias[m] + sum_{k,i,j} w[m, k, i, j] * q[k, shift[k] + p + i*row + j*col]

@@ -1,6 +1,6 @@
 """2-D convolution on a GPU with Numba CUDA kernels: im2col, tiled GEMM, col2im.
 
-Same maths and layout as conv_reference.py:
+Same maths and layout as conv/reference.py:
 
     cols (Cin*kh*kw, B*Ho*Wo):  row (c, i, j), column (b, oh, ow)
     y_T  = w.reshape(Cout, K) @ cols      (Cout, B*Ho*Wo), then -> (B, Cout, Ho, Wo) + b

@@ -1,7 +1,7 @@
-"""3x3 stride-1 padding-1 convolution in plain `xp`, on the padded lines of conv3x3_cpu.py.
+"""3x3 stride-1 padding-1 convolution in plain `xp`, on the padded lines of conv/cpu_3x3.py.
 
 Nearly all of the U-Net's convolutions are 3x3 with stride 1 and padding 1.
-conv_reference.py builds each kernel offset's window X_ij as a strided 4-D copy
+conv/reference.py builds each kernel offset's window X_ij as a strided 4-D copy
 (rows of W values). This file uses the layout of the Numba kernel instead:
 one zero-padded line per channel for the whole batch, rows of R = W + 1 values
 (one shared zero between rows), one shared zero row after each image:
@@ -23,7 +23,7 @@ junk outputs are dropped by `from_grid`.
 
 The batch is processed in groups of images (image_groups) so the nine slices
 of a group stay in cache. Measured on 2 cores, in-process against
-conv_reference.py's strided windows over alternating steps: the U-Net train
+conv/reference.py's strided windows over alternating steps: the U-Net train
 step (batch 32) 0.67x the time, its forward (batch 64) 0.83x.
 """
 from ..xp import get_xp

@@ -1,1 +1,7 @@
-"""groupnorm: see kernels/__init__.py and docs/kernels.md."""
+"""GroupNorm + per-(sample, channel) shift + SiLU (+ a residual add), fused into one pass each way.
+
+    reference.py   plain xp, with the argument checks the kernels share
+    cpu.py         one (sample, group) per loop iteration (Numba)
+    cpu_lines.py   the same, reading a conv's output grid and writing padded lines / image lanes
+    cuda.py        one block per (sample, group), block-wide sums (Numba CUDA)
+"""

@@ -1,4 +1,4 @@
-"""GroupNorm (+ shift) (+ SiLU) on the CPU with Numba; maths and arguments as in groupnorm_reference.py.
+"""GroupNorm (+ shift) (+ SiLU) on the CPU with Numba; maths and arguments as in groupnorm/reference.py.
 
 Memory layout: x, y, dy, dx are C-order (B, C, S) (S = prod(spatial)) and are
 read through flat views, so channel row (b, c) is x_f[(b*C + c)*S : +S] and
@@ -17,7 +17,7 @@ test), so LLVM turns it into SIMD code. Two things would stop it:
   - a float sum in a loop is a chain of dependent adds unless LLVM may
     reassociate it: only the `_sum*` helpers are compiled with
     fastmath={"reassoc"};
-  - libm's exp is a scalar call, so sigmoid uses fast_exp.py's polynomial,
+  - libm's exp is a scalar call, so sigmoid uses runtime/fast_exp.py's polynomial,
     which compiles to plain SIMD arithmetic.
 The per-group passes are compiled with fastmath={"contract"} (a * b + c may
 become one fused multiply-add, rounded once), and nothing else of fastmath:

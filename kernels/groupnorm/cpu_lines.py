@@ -10,8 +10,8 @@ copies around one GroupNorm. These kernels read the grid and write the lines:
     x[c, p] = grid[c, p] + conv_bias[c]                  at every real point p of image b,
     xl = 0                                               at every other point of the lines
 
-with mean and rstd those of image b's group of channels (groupnorm_reference.py),
-on either layout of lines.py: grid point p = ((i*(H + 1) + h)*R + w)*V + v is
+with mean and rstd those of image b's group of channels (groupnorm/reference.py),
+on either layout of lines/geometry.py: grid point p = ((i*(H + 1) + h)*R + w)*V + v is
 pixel (h, w) of image b = i*V + v, and the line holds it at head + p,
 head = (R + 1)*V (V = 1: one image per point; V = LANES: image lanes).
 
@@ -28,7 +28,7 @@ Vectorisation: every loop runs along many contiguous values.
     too, so each loop runs along an image's whole stretch of H rows, zero
     points included; `mask` (1 at the real points, 0 at the zero points)
     keeps those out of the sums and writes them as 0.
-The variance is two-pass, as in groupnorm_cpu.py. On image lanes each
+The variance is two-pass, as in groupnorm/cpu.py. On image lanes each
 channel's sums per point of a row (H terms) are in x's dtype, then summed
 per lane in float64: float64 accumulators all along measured 1.2-1.4x the
 time (they halve the vector width and need a conversion per value). On one
@@ -38,7 +38,7 @@ calls, batch 32 and 64): lanes at 7x7 and 14x14 0.39-0.44x the time; one
 image per point at 28x28, 16 and 32 channels, 0.66-0.81x.
 
 On image lanes the same kernel serves the activations that stay on lines from
-layer to layer (on_lines.py): it can read x from its own lines (src_head, zero
+layer to layer (lines/activation.py): it can read x from its own lines (src_head, zero
 conv bias) and add a residual at every pixel (a ResBlock's skip), and
 groupnorm_silu_backward_lanes is its backward, from lines to lines (with the
 per-lane float64 row sums of the statistics for sum dh and sum dh xhat).
@@ -180,7 +180,7 @@ def groupnorm_silu_backward_lanes(dz, x, mean, rstd, weight, bias, shift, G, R, 
     """dx (C, L) = d loss / d x of z = SiLU(GroupNorm(x) + shift) with x, z on image lanes
     (rows of R = W + 1 points), from dz (C, L) (read at the pixels) and the forward's x,
     mean, rstd (B, G); zero off the pixels. dshift_part, dweight_part (B, C) float64: the
-    sums over each image's pixels of dh and dh xhat (groupnorm_reference.py)."""
+    sums over each image's pixels of dh and dh xhat (groupnorm/reference.py)."""
     C = x.shape[0]
     B = shift.shape[0]
     V = LANES

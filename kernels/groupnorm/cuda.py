@@ -1,4 +1,4 @@
-"""GroupNorm (+ shift) (+ SiLU) as Numba CUDA kernels; maths and arguments as in groupnorm_reference.py.
+"""GroupNorm (+ shift) (+ SiLU) as Numba CUDA kernels; maths and arguments as in groupnorm/reference.py.
 
 Memory layout: x, y, dy, dx are C-order (B, C, S) (S = prod(spatial)).
 Thread mapping: one thread block per (sample b, group g), grid B*G blocks of

@@ -18,7 +18,7 @@ and means over a group:
     dshift  = sum_{spatial} dh               (B, C)
 
 The backward pass recomputes xhat and h from x, mean and rstd: the forward
-keeps nothing the size of x. groupnorm_cpu.py and groupnorm_cuda.py compute
+keeps nothing the size of x. groupnorm/cpu.py and groupnorm/cuda.py compute
 the same with Numba; all three share `check_groupnorm_args`.
 """
 from ..xp import get_xp

@@ -4,7 +4,7 @@ With grad, the U-Net's layers hand on OnLines too (activation.py) and each keeps
 its input OnLines for backward; the gradients flow back on the lines as well,
 so a train step never goes through NCHW between two convs. Every gradient
 OnLines is zero off its pixels, which the kernels below need: the weight
-gradients of conv3x3_cpu.py / conv4x4s2_cpu.py sum over the whole grid, the
+gradients of conv/cpu_3x3.py / conv/cpu_4x4s2.py sum over the whole grid, the
 junk points included.
 
     conv 3x3         dw from the input's and dy's lines (conv3x3_line_weight_grad); dx the

@@ -62,7 +62,7 @@ def phase_sizes(H, W, Ho, Wo):
 
 
 # Loop mapping: prange over (channel c, image group i), as space_to_depth_lanes
-# (conv4x4s2_cpu.py), whose phase layout this writes; each pixel's V values are
+# (conv/cpu_4x4s2.py), whose phase layout this writes; each pixel's V values are
 # one contiguous vector on the input's lines and on its phase line.
 @njit(parallel=True, cache=True)
 def phase_lanes_from_lines(line, H, W, G, Ho, Wo, q):
@@ -92,7 +92,7 @@ def phase_lanes_from_lines(line, H, W, G, Ho, Wo, q):
 @njit(parallel=True, cache=True)
 def phase_grids_to_lanes(grids, R, H, W, G, bias, line):
     """line (C, L2) = the lines of y[b, o, 2u + a, 2v + e] = grids[2a + e, o, ((i*(H+1) + u)*R + v)*V + lane]
-    + bias[o] (b = i*V + lane): the four phase grids of upconv_cpu.py, interleaved onto
+    + bias[o] (b = i*V + lane): the four phase grids of upconv/cpu.py, interleaved onto
     image lanes of 2H x 2W (rows of 2W + 1 points)."""
     C = line.shape[0]
     V = LANES

@@ -1,6 +1,6 @@
 """The padded-line layout of the CPU conv kernels: where a batch of images lies.
 
-The direct conv kernels (conv3x3_cpu.py, conv4x4s2_cpu.py, upconv_cpu.py)
+The direct conv kernels (conv/cpu_3x3.py, conv/cpu_4x4s2.py, upconv/cpu.py)
 never build an im2col matrix. They read each channel of the whole batch from
 one flat, zero-padded line on which every tap of a 3x3 window is a fixed
 offset from its output, so their inner loop is a plain sweep along the line.

@@ -4,11 +4,11 @@
 
 Layer by layer, the middle activation goes from the first conv's grid to
 NCHW, through GroupNorm+SiLU, and onto the second conv's lines again. Here
-groupnorm_lines_cpu.py takes it from the grid straight onto the lines, so
+groupnorm/cpu_lines.py takes it from the grid straight onto the lines, so
 two copies (and one pass) per ResBlock are never made. Nothing is kept for
 a backward pass: nn.ResBlock calls this under nn.no_grad() only.
 
-Both layouts of lines.py are taken. The two convs must share one, so the
+Both layouts of lines/geometry.py are taken. The two convs must share one, so the
 first runs on the second's: they differ only where min(Cin, Cout) does
 (in the anchor U-Net the 28x28 up block, whose first conv and 3x3 skip
 together would take lanes). In one process, 30 alternating no_grad forwards

@@ -1,9 +1,9 @@
-"""NumPy's BLAS thread count while the Numba CPU kernels run (see numba_threads.py).
+"""NumPy's BLAS thread count while the Numba CPU kernels run (see runtime/numba_threads.py).
 
     kernels_mode(True)    BLAS on MINIDIFF_BLAS_THREADS threads (default 1)
     kernels_mode(False)   BLAS back to the thread count it had before
 
-The dispatcher calls kernels_mode(True) when a NumPy array goes to a Numba CPU
+route.py calls kernels_mode(True) when a NumPy array goes to a Numba CPU
 kernel and kernels_mode(False) when one takes the reference path, so the
 plain-NumPy reference keeps every BLAS thread. A switch happens only when the
 mode changes. It uses threadpoolctl; without it, nothing is changed.

@@ -11,7 +11,7 @@ train step at batch 32 ~1500, and 20-step DDIM sampling ~19000.
 keep_freed_memory() raises both of glibc's thresholds (mallopt), once: blocks
 up to MMAP_MAX_BYTES come from the heap, and the heap keeps up to
 TRIM_BYTES free at its top; freed blocks are then reused instead of returned.
-The dispatcher calls it when a NumPy array first goes to a CPU kernel. It
+route.py calls it when a NumPy array first goes to a CPU kernel. It
 changes the whole process's malloc (so torch in the same process gains too),
 and it is skipped off glibc and when MINIDIFF_KEEP_FREED_MEMORY=0.
 """

@@ -12,8 +12,8 @@ launches a few hundred.
 So, once the CPU kernels are imported:
   - Numba prefers its OpenMP layer (then TBB, then workqueue), unless
     NUMBA_THREADING_LAYER or NUMBA_THREADING_LAYER_PRIORITY says otherwise;
-  - blas_threads.py keeps NumPy's BLAS on one thread while the kernels are in
-    use (the dispatcher switches it back on the reference path).
+  - runtime/blas_threads.py keeps NumPy's BLAS on one thread while the kernels are in
+    use (route.py switches it back on the reference path).
 Measured on the anchor U-Net (2 cores, batch 32, median of 15 steps): train
 step 181 ms (workqueue, BLAS on 2 threads) -> 91 ms (OpenMP, BLAS on 1).
 The choice of layer only takes effect if no parallel Numba function has run

@@ -13,7 +13,7 @@ def scratch(name, shape, dtype):
     backward GEMM into a new 14 MB array took 6 ms instead of 0.6 ms). Not
     thread-safe, like the workqueue threading layer itself.
     The array starts on a 64-byte boundary (ALIGN_BYTES), so the lane layout's
-    vector loads are aligned (lines.py)."""
+    vector loads are aligned (lines/geometry.py)."""
     n = math.prod(shape)                  # (np.prod costs ~5 us a call; a train step makes ~160)
     buf = _scratch_buffers.get(name)
     if buf is None or buf.dtype != dtype or buf.size < n:

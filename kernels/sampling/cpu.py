@@ -1,4 +1,4 @@
-"""Fused DDPM/DDIM reverse steps on the CPU (Numba); maths and arguments as in sampling.py."""
+"""Fused DDPM/DDIM reverse steps on the CPU (Numba); maths and arguments as in sampling/reference.py."""
 import numpy as np
 from numba import njit
 

@@ -1,4 +1,4 @@
-"""Fused DDPM/DDIM reverse steps as Numba CUDA kernels; maths and arguments as in sampling.py.
+"""Fused DDPM/DDIM reverse steps as Numba CUDA kernels; maths and arguments as in sampling/reference.py.
 
 Arrays are CuPy (zero-copy through `__cuda_array_interface__`) or NumPy under
 the CUDA simulator.

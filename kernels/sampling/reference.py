@@ -1,8 +1,8 @@
 """Fused reverse-step updates for DDPM and DDIM: the plain `xp` references.
 
 One reverse step reads x_t and eps_hat once and writes x_prev and x0_hat once
-(see /work/shared/EQUATIONS.md). Numba CPU and CUDA versions of the same
-update are in sampling_cpu.py and sampling_cuda.py; all three share the
+(docs/equations.md writes them out). Numba CPU and CUDA versions of the same
+update are in sampling/cpu.py and sampling/cuda.py; all three share the
 argument handling below. Per-sample coefficients are (B,) arrays (or scalars);
 x is (B, ...) and is viewed as (B, D) inside.
 

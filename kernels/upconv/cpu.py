@@ -10,7 +10,7 @@ three taps of output row h = 2u + a read up(x) at rows 2u + a - 1, 2u + a,
     a = 1:  x[u],     x[u],     x[u + 1]  ->  y = (w0 + w1) x[u] + w2 x[u + 1]
 
 (x[-1] and x[H] are the zero padding). So each phase is a 2-tap filter on x,
-starting at padded row u + a, with taps summed by PHASE_TAPS[a] (upconv_phases.py):
+starting at padded row u + a, with taps summed by PHASE_TAPS[a] (upconv/phases.py):
 W_a[t] = sum_i PHASE_TAPS[a, t, i] w[i]. In 2-D, phase (a, e) of the output
 is a 2x2 conv of the zero-padded x starting at (u + a, v + e):
 
@@ -20,13 +20,13 @@ is a 2x2 conv of the zero-padded x starting at (u + a, v + e):
 Four taps per output instead of nine: 2.25x fewer multiply-adds, and no
 4x larger upsampled copy of x to write and read.
 
-Memory layout: x goes onto the padded lines of lines.py (read conv3x3_cpu.py
+Memory layout: x goes onto the padded lines of lines/geometry.py (read conv/cpu_3x3.py
 first), on the grid of the small image: lines.lines(B, H, W, C). There tap
 (t, s) of phase (a, e) at grid point p is xl[c, p + (a + t) R + (e + s)], so
 each phase is conv4x4s2_cpu.conv2x2_line with its lines shifted by
 a R + e. The four phase grids are then interleaved into y (phases_to_image).
 
-With 16 images side by side per point (the lanes of lines.py), every
+With 16 images side by side per point (the lanes of lines/geometry.py), every
 offset is times V: the phase shifts are a*row + e*col (row = R*V, col = V),
 and the phases are interleaved / split lane by lane.
 

@@ -2,8 +2,8 @@
 without building the upsampled image: four 2x2 phase convs on the small one.
 
 It computes y = conv3x3(up2(x), w) + bias, the same as nn.Upsample(2) followed by
-the 3x3 conv and as upconv_cpu.py (whose docstring derives the maths). With
-W = phase_weights(w) (4, Cout, Cin, 2, 2), W[2a + e] = W_ae (upconv_phases.py),
+the 3x3 conv and as upconv/cpu.py (whose docstring derives the maths). With
+W = phase_weights(w) (4, Cout, Cin, 2, 2), W[2a + e] = W_ae (upconv/phases.py),
 output pixel (2u + a, 2v + e) is a 2x2 conv of x starting one row/column up-left:
 
     y[b, o, 2u + a, 2v + e] = bias[o] + sum_{c,t,s} W_ae[o, c, t, s] x[b, c, u + a + t - 1, v + e + s - 1]

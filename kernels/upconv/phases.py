@@ -1,4 +1,4 @@
-"""The phase weights of nearest x2 upsampling followed by a 3x3 conv (see upconv_cpu.py).
+"""The phase weights of nearest x2 upsampling followed by a 3x3 conv (see upconv/cpu.py).
 
 Output row 2u + a of conv3x3(up2(x)) reads rows of x only: u - 1, u, u for
 a = 0 and u, u, u + 1 for a = 1, so it is a 2-tap filter on x whose taps are

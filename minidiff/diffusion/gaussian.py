@@ -1,6 +1,6 @@
 """GaussianDiffusion: DDPM (Ho et al. 2020) around any denoising model.
 
-Timesteps are 0-based, t in {0..T-1}, abar_{-1} = 1 (see EQUATIONS.md).
+Timesteps are 0-based, t in {0..T-1}, abar_{-1} = 1 (docs/equations.md).
 All schedule buffers are computed once in float64 and stored in the model
 dtype on the device. The DDIM methods come from `DDIMMixin` (ddim.py).
 """
@@ -33,7 +33,7 @@ def min_snr_weights(abar, objective, gamma):
 
 
 def diffusion_buffers(betas):
-    """betas (T,) float64 -> dict of the float64 (T,) buffers of EQUATIONS.md."""
+    """betas (T,) float64 -> dict of the float64 (T,) buffers of docs/equations.md."""
     T = len(betas)
     alphas = 1.0 - betas
     abar = np.cumprod(alphas)                                    # abar_t

@@ -1,4 +1,4 @@
-"""Noise schedules beta_t, t = 0..T-1, computed in float64 (see EQUATIONS.md).
+"""Noise schedules beta_t, t = 0..T-1, computed in float64 (docs/equations.md).
 
     linear_beta_schedule(T)    DDPM, ends scaled by 1000/T (DenoisingDiffusion.jl)
     cosine_beta_schedule(T)    Nichol & Dhariwal 2021

@@ -194,7 +194,7 @@ class Adam(Optimizer):
         theta, g = self.model.flat()                     # (P,), (P,)
         self.step_count += 1
         adam_step(theta, g, self.m, self.v, self.lr, *self.betas, self.eps, self.step_count,
-                  self.weight_decay, self.decoupled)     # in place on theta, m, v; see kernels/adam.py
+                  self.weight_decay, self.decoupled)     # in place on theta, m, v; see kernels/adam/reference.py
 
 
 class AdamW(Adam):
