@@ -6,15 +6,17 @@ weights (the parameter counts and names are checked). The diffusion maths the
 benchmark needs (a DDPM training loss, a DDIM eta = 0 loop with clipping) is
 written out here in torch with the same equations as minidiff.diffusion.
 
-torch is imported only inside `load()`, which minidiff.bench calls when torch
-is installed; importing this module needs nothing but NumPy. `load()` returns
-a namespace of everything defined below (and `torch` itself).
+torch is imported only inside `load()`, which the benchmark calls (through
+`import_torch()`) when torch is installed; importing this module needs nothing
+but NumPy. `load()` returns a namespace of everything defined below (and
+`torch` itself).
 """
 import time
 from types import SimpleNamespace
 
 import numpy as np
 
+TORCH_THREADS = 2             # the benchmark compares at 2 threads
 _loaded = None
 
 
@@ -29,11 +31,18 @@ def load():
     return _loaded
 
 
+def import_torch():
+    """The PyTorch mirrors (load()) at TORCH_THREADS threads, or None when torch is not installed."""
+    try:
+        bt = load()
+    except ImportError:
+        return None
+    bt.set_threads(TORCH_THREADS)
+    return bt
+
+
 def _define(torch, F, nn):
     """Everything that needs torch; returns its names (functions, classes, constants)."""
-    TORCH_THREADS = 2
-
-
     def set_threads(n=TORCH_THREADS):
         """torch.set_num_threads(n): the benchmark compares at 2 threads."""
         torch.set_num_threads(int(n))
@@ -337,7 +346,7 @@ def _define(torch, F, nn):
 
     def conv_op_step(op, args):
         """A no-grad closure computing in torch what minidiff.kernels.<op>(*args) computes
-        (op from minidiff.bench.CONV_OPS): conv2d; convs sharing a channel-split input,
+        (op from minidiff.bench.convs.CONV_OPS): conv2d; convs sharing a channel-split input,
         as one conv of the concatenation with the weights stacked; nearest x2 upsampling
         then a 3x3 conv."""
         t = lambda a: torch.from_numpy(np.ascontiguousarray(a))

@@ -6,7 +6,9 @@ import sys
 import numpy as np
 import pytest
 
-from minidiff import bench, bench_torch
+from minidiff import bench, kernels
+from minidiff.bench import rows, timing, torch_mirror
+from minidiff.kernels.runtime import blas_threads
 from minidiff.models import UNet
 
 ROW_KEYS = {"case", "minidiff_reference_s", "minidiff_kernels_s", "torch_s", "ratio_vs_torch",
@@ -56,7 +58,7 @@ def test_run_case_without_torch():
 
 def test_run_case_with_torch():
     pytest.importorskip("torch")
-    bt = bench_torch.load()
+    bt = torch_mirror.load()
     bt.set_threads(2)
     row = bench.run_case("mlp_train_step", bt=bt, repeats=1, warmup=0, memory=False)
     _check_row(row, "mlp_train_step", with_torch=True)
@@ -64,11 +66,11 @@ def test_run_case_with_torch():
 
 def test_rounds_alternate_the_paths_and_give_one_ratio_each(monkeypatch):
     pytest.importorskip("torch")
-    bt = bench_torch.load()
+    bt = torch_mirror.load()
     bt.set_threads(2)
     order = []
-    real = bench.call_samples
-    monkeypatch.setattr(bench, "call_samples", lambda fn, *a, **k: order.append(fn) or real(fn, *a, **k))
+    real = timing.call_samples
+    monkeypatch.setattr(rows, "call_samples", lambda fn, *a, **k: order.append(fn) or real(fn, *a, **k))
     row = bench.run_case("mlp_train_step", bt=bt, repeats=2, warmup=0, memory=False, rounds=3)
     _check_row(row, "mlp_train_step", with_torch=True)
     assert row["rounds"] == 3 and len(row["ratio_by_round"]) == 3
@@ -82,8 +84,8 @@ def test_paired_ratio_is_the_median_of_back_to_back_ratios(monkeypatch):
     the result is the median of the timed ratios (times faked: no timing asserted)."""
     calls, times = [], iter([3.0, 1.0, 2.0, 4.0, 9.0, 3.0])      # fn, ref, fn, ref, fn, ref
     fn, ref = (lambda: calls.append("a")), (lambda: calls.append("b"))
-    monkeypatch.setattr(bench, "_timed", lambda f: f() or next(times))
-    assert bench.paired_ratio(fn, ref, 3) == 3.0                  # median of 3.0, 0.5, 3.0
+    monkeypatch.setattr(timing, "timed", lambda f: f() or next(times))
+    assert timing.paired_ratio(fn, ref, 3) == 3.0                  # median of 3.0, 0.5, 3.0
     assert calls == ["a", "a", "b", "b"] * 3
 
 
@@ -91,17 +93,17 @@ def test_paired_gemm_fraction_is_the_median_of_per_pair_shares(monkeypatch):
     """Each pair: fn's GFLOP/s from one timed call, over the GEMM rate read right after
     (times and rates faked: no timing asserted)."""
     times, rates, asked, warm = iter([1.0, 2.0, 0.5]), iter([100.0, 50.0, 400.0]), [], []
-    monkeypatch.setattr(bench, "call_samples", lambda f, n, w, s: warm.append((n, w, s)) or [next(times)])
-    frac = bench.paired_gemm_fraction(None, 40e9, 3, lambda repeats: asked.append(repeats) or next(rates))
+    monkeypatch.setattr(timing, "call_samples", lambda f, n, w, s: warm.append((n, w, s)) or [next(times)])
+    frac = timing.paired_gemm_fraction(None, 40e9, 3, lambda repeats: asked.append(repeats) or next(rates))
     assert frac == pytest.approx(0.4)                             # median of 0.4, 0.4, 0.2
     assert asked == [2, 2, 2] and warm == [(1, 1, 0.3)] * 3       # one timed call after 0.3 s of warm-up
 
 
 def test_gemm_rate_runs_at_blas_own_threads():
     rate = bench.gemm_rate(64)
-    bench.blas_threads.kernels_mode(True)
+    blas_threads.kernels_mode(True)
     assert rate(2) > 0
-    assert bench.blas_threads._state["mode"] is False             # measured at BLAS's own threads
+    assert blas_threads._state["mode"] is False             # measured at BLAS's own threads
 
 
 def test_run_case_pairs_without_torch_give_the_paired_gemm_fraction():
@@ -114,7 +116,7 @@ def test_run_case_pairs_without_torch_give_the_paired_gemm_fraction():
 
 def test_run_case_pairs_with_torch():
     pytest.importorskip("torch")
-    bt = bench_torch.load()
+    bt = torch_mirror.load()
     bt.set_threads(2)
     row = bench.run_case("mlp_train_step", bt=bt, repeats=1, warmup=0, memory=False, pairs=2)
     _check_row(row, "mlp_train_step", with_torch=True)
@@ -123,7 +125,7 @@ def test_run_case_pairs_with_torch():
 
 def test_torch_mirror_matches_unet():
     torch = pytest.importorskip("torch")
-    bt = bench_torch.load()
+    bt = torch_mirror.load()
     model = UNet(1, 8, 10, channel_multipliers=(1, 2), groups=4, num_classes=3, dtype=np.float64)
     tmodel = bt.from_minidiff(model)
     assert bt.num_params(tmodel) == model.num_params()
@@ -183,25 +185,22 @@ def test_unet_conv_calls_see_every_conv_of_the_forward():
     layers = [layer for _, layer in model.named_layers()]
     n_conv = sum(isinstance(layer, Conv2d) for layer in layers)
     n_shared = sum(isinstance(layer, ResBlock) and layer.shared for layer in layers)
-    unfused = sum(not layer.fused for layer in layers if isinstance(layer, UpsampleConv))  # reference path: both ops
-    assert sum(calls.values()) == n_conv - n_shared + unfused
+    n_up = sum(isinstance(layer, UpsampleConv) for layer in layers)    # one upsample op each, for its conv
+    assert sum(n for (op, _), n in calls.items() if op == "upsample_conv3x3_forward") == n_up
+    assert sum(calls.values()) == n_conv - n_shared
     # the recorded shapes give the model's conv FLOPs: the forward's FLOPs but Dense and attention
-    # (unfused, the upsample op returned None and its conv was recorded as a conv2d_forward call)
-    conv = sum(n * bench.conv_spec_flops(spec, 1) for (op, spec), n in calls.items()
-               if not (unfused and op == "upsample_conv3x3_forward"))
+    conv = sum(n * bench.conv_spec_flops(spec, 1) for (op, spec), n in calls.items())
     assert conv == bench.forward_flops(model) - _non_conv_flops(model)     # layers kept the batch-1 forward
-    assert all(bench.kernels.__dict__[op].__module__.endswith("dispatch") for op in bench.CONV_OPS)  # restored
+    assert all(kernels.__dict__[op].__module__.endswith(".ops") for op in bench.CONV_OPS)  # restored
 
 
 def test_conv_op_step_computes_what_minidiff_computes():
     pytest.importorskip("torch")
-    bt = bench_torch.load()
+    bt = torch_mirror.load()
     rng = np.random.default_rng(3)
     for (op, spec) in bench.unet_conv_calls(_tiny_unet(), (1, 8, 8)):
         args = bench.conv_spec_arrays(op, spec, 2, rng)
-        ours = getattr(bench.kernels, op)(*args)
-        if op == "upsample_conv3x3_forward" and ours is None:          # reference path: no fused op
-            continue
+        ours = getattr(kernels, op)(*args)
         if op == "conv3x3_shared_forward":
             ours = np.concatenate(ours, axis=1)
         theirs = bt.conv_op_step(op, args)().numpy()
@@ -224,7 +223,7 @@ def test_conv_shape_rows_and_table():
 
 def test_conv_shape_rows_with_torch_give_ratios():
     pytest.importorskip("torch")
-    bt = bench_torch.load()
+    bt = torch_mirror.load()
     rows = bench.conv_shape_rows(bt, batch=2, repeats=2, model=_tiny_unet(), size=8)
     for r in rows:
         assert r["ratio_vs_torch"] == pytest.approx(r["minidiff_s"] / r["torch_s"])
