@@ -62,13 +62,18 @@ def to_array(x):
     return lines_to_image(x)
 
 
+def _on_lanes(parts):
+    """The parts with any array among OnLines put onto lanes too (a call with one OnLines runs on lanes)."""
+    return [to_lanes(p) for p in parts]
+
+
 def concat_channels(parts):
     """The parts (B, C_i, H, W) joined along the channels (one part is returned as it is)."""
     if len(parts) == 1:
         return parts[0]
-    if type(parts[0]) is OnLines:
+    if any(type(p) is OnLines for p in parts):
         from .lines.copies import concat_lines
-        return concat_lines(parts)
+        return concat_lines(_on_lanes(parts))
     return get_xp(*parts).concatenate(parts, axis=1)
 
 
@@ -191,7 +196,7 @@ def conv3x3_shared_forward(xs, ws, bs):
     family = route(*xs, *ws, *bs)
     if family is LINES:
         from .lines.forward import conv3x3_shared_on_lines
-        return conv3x3_shared_on_lines(xs, ws, bs)
+        return conv3x3_shared_on_lines(_on_lanes(xs), ws, bs)
     if family is CPU:
         from .conv.cpu_3x3 import conv3x3_shared_forward_cpu
         return conv3x3_shared_forward_cpu(xs, ws, bs)
@@ -206,7 +211,7 @@ def conv3x3_shared_backward(dys, xs, ws, need_bias=True):
     family = route(*dys, *xs, *ws)
     if family is LINES:
         from .lines.backward import conv3x3_shared_backward_on_lines
-        return conv3x3_shared_backward_on_lines(dys, xs, ws, need_bias)
+        return conv3x3_shared_backward_on_lines(_on_lanes(dys), _on_lanes(xs), ws, need_bias)
     if family is CPU:
         from .conv.cpu_3x3 import conv3x3_shared_backward_cpu
         return conv3x3_shared_backward_cpu(dys, xs, ws, need_bias)
@@ -307,7 +312,7 @@ def resblock_forward(parts, ws, bs, norm_in, shift, w2, b2, norm_out, skip=None)
     family = route(*parts, *ws, *bs, shift, w2, b2)
     if family is LINES:
         from .lines.forward import resblock_on_lines
-        return resblock_on_lines(parts, ws, bs, norm_in, shift, w2, b2, norm_out, skip)
+        return resblock_on_lines(_on_lanes(parts), ws, bs, norm_in, shift, w2, b2, norm_out, skip)
     if family is CPU:
         from .resblock.cpu import conv3x3_norm_conv3x3_forward_cpu
         outs = conv3x3_norm_conv3x3_forward_cpu(parts, ws, bs, norm_in[0], norm_in[1], shift, norm_in[2],
