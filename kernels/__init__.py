@@ -5,15 +5,17 @@ One folder per operation, each with a plain-`xp` reference beside its Numba CPU 
 Numba CUDA versions (the same names in each):
 
     conv/        2-D convolution: reference.py (im2col + GEMM), reference_3x3.py, cpu.py,
-                 cpu_3x3.py (direct 3x3 on padded lines), cpu_4x4s2.py (4x4 stride 2 over phases), cuda.py
-    upconv/      nearest x2 upsampling + 3x3 conv as four 2x2 convs: phases.py, reference.py, cpu.py, cuda.py
-    groupnorm/   fused GroupNorm + shift + SiLU (+ residual): reference.py, cpu.py, cpu_lines.py, cuda.py
-    resblock/    a ResBlock's conv -> GroupNorm+SiLU -> conv under no_grad, on the conv lines: cpu.py
+                 cpu_3x3.py (direct 3x3 on padded lines), cpu_4x4s2.py (4x4 stride 2 over phases),
+                 lanes.py (both on image lanes), cuda.py
+    upconv/      nearest x2 upsampling + 3x3 conv as four 2x2 convs: phases.py, reference.py, cpu.py,
+                 lanes.py, cuda.py
+    groupnorm/   fused GroupNorm + shift + SiLU (+ residual): reference.py, cpu.py, cpu_lines.py,
+                 lanes.py, cuda.py
+    resblock/    a ResBlock under no_grad: cpu.py (conv -> GroupNorm+SiLU -> conv on the conv lines), lanes.py
     attention/   multi-head softmax(q k^T / sqrt(d)) v: reference.py, cpu.py, cuda.py
     sampling/    fused DDPM / DDIM steps: reference.py (with the shared coefficients), cpu.py, cuda.py
     adam/        Adam's parameter update in one pass: reference.py, cpu.py, cuda.py
-    lines/       the image-lanes layout: geometry.py, activation.py (OnLines), copies.py,
-                 forward.py and backward.py (the U-Net's layers on lanes)
+    lines/       the image-lanes layout: geometry.py, activation.py (OnLines), copies.py (onto / off lanes)
     runtime/     numba_threads.py, blas_threads.py, heap.py, scratch.py, fast_exp.py, cuda_launch.py
 
     ops.py       the face: one function per operation, picking its implementation (route.py: by device,

@@ -6,14 +6,14 @@ route.py names the family of the arguments (lines, cpu, cuda, reference);
 each function below then picks the implementation of that family, and among
 the convolutions the shape specialisation (conv_shape):
 
-    operation                   reference                  cpu (Numba)            cuda (Numba)     lines (OnLines)
-    conv2d 3x3 s1 p1            conv/reference_3x3.py      conv/cpu_3x3.py        conv/cuda.py     lines/forward.py, backward.py
-    conv2d 4x4 s2 p1            conv/reference.py          conv/cpu_4x4s2.py      conv/cuda.py     lines/forward.py, backward.py
-    conv2d, any other shape     conv/reference.py          conv/cpu.py            conv/cuda.py     via NCHW
-    conv3x3_shared              conv2d per weight          conv/cpu_3x3.py        conv2d per weight lines/forward.py, backward.py
-    upsample_conv3x3            upconv/reference.py        upconv/cpu.py          upconv/cuda.py   lines/forward.py, backward.py
-    groupnorm_silu              groupnorm/reference.py     groupnorm/cpu.py       groupnorm/cuda.py lines/ (silu=True), else via NCHW
-    resblock_forward (no_grad)  the layer ops in turn      resblock/cpu.py        the layer ops    lines/forward.py
+    operation                   reference                  cpu (Numba)            cuda (Numba)       lines (OnLines)
+    conv2d 3x3 s1 p1            conv/reference_3x3.py      conv/cpu_3x3.py        conv/cuda.py       conv/lanes.py
+    conv2d 4x4 s2 p1            conv/reference.py          conv/cpu_4x4s2.py      conv/cuda.py       conv/lanes.py
+    conv2d, any other shape     conv/reference.py          conv/cpu.py            conv/cuda.py       via NCHW
+    conv3x3_shared              conv2d per weight          conv/cpu_3x3.py        conv2d per weight  conv/lanes.py
+    upsample_conv3x3            upconv/reference.py        upconv/cpu.py          upconv/cuda.py     upconv/lanes.py
+    groupnorm_silu              groupnorm/reference.py     groupnorm/cpu.py       groupnorm/cuda.py  groupnorm/lanes.py (silu), else via NCHW
+    resblock_forward (no_grad)  the layer ops in turn      resblock/cpu.py        the layer ops      resblock/lanes.py
     attention                   attention/reference.py     attention/cpu.py       attention/cuda.py -
     ddpm_step, ddim_step        sampling/reference.py      sampling/cpu.py        sampling/cuda.py -
     adam_step                   adam/reference.py          adam/cpu.py            adam/cuda.py     -
@@ -121,10 +121,10 @@ def conv2d_forward(x, w, b, stride, padding):
     family, shape = route(x, w, b), conv_shape(w, stride, padding)
     if family is LINES:
         if shape == "3x3":
-            from .lines.forward import conv3x3_on_lines
+            from .conv.lanes import conv3x3_on_lines
             return conv3x3_on_lines(x, w, b)
         if shape == "4x4s2":
-            from .lines.forward import conv4x4s2_on_lines
+            from .conv.lanes import conv4x4s2_on_lines
             return conv4x4s2_on_lines(x, w, b)
         return to_lanes(conv2d_forward(to_array(x), w, b, stride, padding))
     if family is CPU:
@@ -150,10 +150,10 @@ def conv2d_backward(dy, x, w, stride, padding, need_bias=True):
     family, shape = route(dy, x, w), conv_shape(w, stride, padding)
     if family is LINES:
         if shape == "3x3":
-            from .lines.backward import conv3x3_backward_on_lines
+            from .conv.lanes import conv3x3_backward_on_lines
             return conv3x3_backward_on_lines(dy, x, w, need_bias)
         if shape == "4x4s2":
-            from .lines.backward import conv4x4s2_backward_on_lines
+            from .conv.lanes import conv4x4s2_backward_on_lines
             return conv4x4s2_backward_on_lines(dy, x, w, need_bias)
         dx, dw, db = conv2d_backward(to_array(dy), to_array(x), w, stride, padding, need_bias)
         return to_lanes(dx), dw, db
@@ -195,7 +195,7 @@ def conv3x3_shared_forward(xs, ws, bs):
     _check_shared(xs, ws, bs, "biases")
     family = route(*xs, *ws, *bs)
     if family is LINES:
-        from .lines.forward import conv3x3_shared_on_lines
+        from .conv.lanes import conv3x3_shared_on_lines
         return conv3x3_shared_on_lines(_on_lanes(xs), ws, bs)
     if family is CPU:
         from .conv.cpu_3x3 import conv3x3_shared_forward_cpu
@@ -210,7 +210,7 @@ def conv3x3_shared_backward(dys, xs, ws, need_bias=True):
     _check_shared(xs, ws, dys, "output gradients")
     family = route(*dys, *xs, *ws)
     if family is LINES:
-        from .lines.backward import conv3x3_shared_backward_on_lines
+        from .conv.lanes import conv3x3_shared_backward_on_lines
         return conv3x3_shared_backward_on_lines(_on_lanes(dys), _on_lanes(xs), ws, need_bias)
     if family is CPU:
         from .conv.cpu_3x3 import conv3x3_shared_backward_cpu
@@ -230,7 +230,7 @@ def upsample_conv3x3_forward(x, w, b):
     run it as four 2x2 convs on the small image (upconv/); the reference runs the two steps."""
     family = route(x, w, b)
     if family is LINES:
-        from .lines.forward import upsample_conv3x3_on_lines
+        from .upconv.lanes import upsample_conv3x3_on_lines
         return upsample_conv3x3_on_lines(x, w, b)
     if family is CPU:
         from .upconv.cpu import upsample_conv3x3_forward_cpu
@@ -245,7 +245,7 @@ def upsample_conv3x3_backward(dy, x, w, need_bias=True):
     """(dx, dw, db) of upsample_conv3x3_forward, x its input; db is None unless need_bias."""
     family = route(dy, x, w)
     if family is LINES:
-        from .lines.backward import upsample_conv3x3_backward_on_lines
+        from .upconv.lanes import upsample_conv3x3_backward_on_lines
         return upsample_conv3x3_backward_on_lines(dy, x, w, need_bias)
     if family is CPU:
         from .upconv.cpu import upsample_conv3x3_backward_cpu
@@ -263,7 +263,7 @@ def groupnorm_silu_forward(x, weight, bias, shift, num_groups, eps, silu=True, r
     family = route(x, weight, bias, shift, residual)
     if family is LINES:
         if silu:
-            from .lines.forward import groupnorm_silu_forward_on_lines
+            from .groupnorm.lanes import groupnorm_silu_forward_on_lines
             return groupnorm_silu_forward_on_lines(x, weight, bias, shift, num_groups, eps, residual)
         y, mean, rstd = groupnorm_silu_forward(to_array(x), weight, bias, shift, num_groups, eps, silu=False,
                                                residual=None if residual is None else to_array(residual))
@@ -282,7 +282,7 @@ def groupnorm_silu_backward(dy, x, mean, rstd, weight, bias, shift, num_groups, 
     family = route(dy, x, mean, rstd, weight, bias, shift)
     if family is LINES:
         if silu:
-            from .lines.backward import groupnorm_silu_backward_on_lines
+            from .groupnorm.lanes import groupnorm_silu_backward_on_lines
             return groupnorm_silu_backward_on_lines(dy, x, mean, rstd, weight, bias, shift, num_groups)
         dx, *rest = groupnorm_silu_backward(to_array(dy), to_array(x), mean, rstd, weight, bias, shift,
                                             num_groups, silu=False)
@@ -311,7 +311,7 @@ def resblock_forward(parts, ws, bs, norm_in, shift, w2, b2, norm_out, skip=None)
     _check_shared(parts, ws, bs, "biases")
     family = route(*parts, *ws, *bs, shift, w2, b2)
     if family is LINES:
-        from .lines.forward import resblock_on_lines
+        from .resblock.lanes import resblock_on_lines
         return resblock_on_lines(_on_lanes(parts), ws, bs, norm_in, shift, w2, b2, norm_out, skip)
     if family is CPU:
         from .resblock.cpu import conv3x3_norm_conv3x3_forward_cpu

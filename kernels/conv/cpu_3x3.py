@@ -85,7 +85,7 @@ def conv3x3_line(xl, w, bias, row, col, nseg, seg, stride, chunk, y, y_head):
     the stretches [s*stride, s*stride + seg), s < nseg (lines.Lines gives the steps and stretches).
 
     xl (Cin, L) padded lines, w (Cout, Cin, 3, 3), bias (Cout,), y (grid_rows(Cout), >= P + y_head)
-    the output: a grid (y_head = 0), or lines (y_head = their head: lines/forward.py);
+    the output: a grid (y_head = 0), or lines (y_head = their head: conv/lanes.py);
     `chunk` values per iteration.
     """
     Cin = xl.shape[0]

@@ -2,9 +2,9 @@
 
     geometry.py    where a batch lies on the lines (Lines), the copies onto and off them
     activation.py  OnLines: an activation that stays on image lanes between layers
-    copies.py      copies onto, off and between layouts of lanes
-    forward.py     the U-Net's layers on lanes (conv 3x3, conv 4x4 s2, upsample+conv, GroupNorm+SiLU, ResBlock)
-    backward.py    their backward passes on lanes
+    copies.py      copies onto and off the lanes, channel parts, zeroing what is not a pixel
 
-ops.py sends an operation here when its activation is an OnLines; the U-Net decides when one is made.
+Each operation's layers on lanes live in its own folder (conv/lanes.py, upconv/lanes.py,
+groupnorm/lanes.py, resblock/lanes.py); ops.py sends an operation there when its activation
+is an OnLines, and the U-Net decides when one is made.
 """

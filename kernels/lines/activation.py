@@ -12,7 +12,7 @@ that is not a pixel, ready to be any conv's input.
     OnLines(line, g, shape)    line (C, g.L), g = geometry.lane_lines(B, H, W), shape (B, C, H, W)
 
 The kernels' face (ops.py) takes an OnLines wherever it takes an NCHW array and
-returns one in kind: forward.py and backward.py hold the layers on lanes,
+returns one in kind: each operation's lanes.py holds its layer on lanes,
 copies.py the copies onto and off them (ops.to_lanes, ops.to_array). Only the
 model chooses to make one (minidiff.models.UNet); the layers never see the
 difference. This module needs no Numba.

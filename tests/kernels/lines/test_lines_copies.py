@@ -8,7 +8,9 @@ pytest.importorskip("numba")
 
 from minidiff.kernels import OnLines, to_array
 from minidiff.kernels.conv.cpu_4x4s2 import depth_to_space_lanes, space_to_depth_lanes
+from minidiff.kernels.conv import lanes as conv_lanes
 from minidiff.kernels.lines import copies as ol
+from minidiff.kernels.upconv import lanes as upconv_lanes
 from minidiff.kernels.lines.geometry import lane_lines, to_lanes
 from minidiff.kernels.upconv.cpu import phase_lines_lanes, phases_to_image_lanes
 
@@ -55,7 +57,7 @@ def test_phase_lanes_from_lines_match_space_to_depth(size, dtype):
     x = _rand(np.random.default_rng(sum(size) + 2), size, dtype)
     Ho, Wo = (H - 2) // 2 + 1, (W - 2) // 2 + 1
     g = lane_lines(B, Ho, Wo)
-    got = ol.phase_lanes_from_lines(ol.image_to_lines(x).line, H, W, g.nseg, Ho, Wo,
+    got = conv_lanes.phase_lanes_from_lines(ol.image_to_lines(x).line, H, W, g.nseg, Ho, Wo,
                                     np.full((4 * C, g.L), np.nan, dtype))
     np.testing.assert_array_equal(got, space_to_depth_lanes(x, Ho, g.R, np.full((4 * C, g.L), np.nan, dtype)))
 
@@ -68,7 +70,7 @@ def test_lines_from_phases_match_depth_to_space(size, dtype):
     Ho, Wo = (H - 2) // 2 + 1, (W - 2) // 2 + 1
     g = lane_lines(B, Ho, Wo)
     dq = _rand(rng, (4 * C, g.P), dtype)
-    got = ol.lines_from_phases(dq, H, W, g.nseg, Ho, Wo, _nan_lines(C, lane_lines(B, H, W), dtype))
+    got = conv_lanes.lines_from_phases(dq, H, W, g.nseg, Ho, Wo, _nan_lines(C, lane_lines(B, H, W), dtype))
     want = depth_to_space_lanes(dq, Ho, g.R, np.empty(size, dtype))
     np.testing.assert_array_equal(got, ol.image_to_lines(want).line)
 
@@ -79,7 +81,7 @@ def test_phase_lines_from_lines_match_phase_lines_lanes(size, dtype):
     B, C, H, W = size
     d = _rand(np.random.default_rng(sum(size) + 6), (B, C, 2 * H, 2 * W), dtype)
     g = lane_lines(B, H, W)
-    got = ol.phase_lines_from_lines(ol.image_to_lines(d).line, H, W, g.nseg, np.full((4 * C, g.L), np.nan, dtype))
+    got = upconv_lanes.phase_lines_from_lines(ol.image_to_lines(d).line, H, W, g.nseg, np.full((4 * C, g.L), np.nan, dtype))
     np.testing.assert_array_equal(got, phase_lines_lanes(d, g.R, np.full((4 * C, g.L), np.nan, dtype)))
 
 
@@ -90,7 +92,7 @@ def test_phase_grids_to_lanes_interleave_as_phases_to_image(size, dtype):
     rng = np.random.default_rng(sum(size) + 3)
     g, g2 = lane_lines(B, H, W), lane_lines(B, 2 * H, 2 * W)
     grids, bias = _rand(rng, (4, C, g.P), dtype), _rand(rng, C, dtype)
-    line = ol.phase_grids_to_lanes(grids, g.R, H, W, g.nseg, bias, _nan_lines(C, g2, dtype))
+    line = upconv_lanes.phase_grids_to_lanes(grids, g.R, H, W, g.nseg, bias, _nan_lines(C, g2, dtype))
     y = phases_to_image_lanes(grids, g.R, bias, np.empty((B, C, 2 * H, 2 * W), dtype))
     np.testing.assert_array_equal(line, to_lanes(y, g2.R, _nan_lines(C, g2, dtype)))
 

@@ -1,4 +1,4 @@
-"""The layers on image lanes (kernels/lines/forward.py, backward.py), reached through the face
+"""The layers on image lanes (each operation's lanes.py: conv/, upconv/, groupnorm/, resblock/), reached through the face
 when a layer is given an OnLines: each against the plain references, forward and backward;
 OnLines arithmetic and the layers' checks on lanes."""
 import numpy as np
@@ -9,9 +9,8 @@ pytest.importorskip("numba")
 from minidiff.kernels import OnLines, to_array
 from minidiff.kernels.conv.reference import conv2d_backward_reference, conv2d_forward_reference
 from minidiff.kernels.groupnorm.reference import groupnorm_silu_backward_reference, groupnorm_silu_forward_reference
-from minidiff.kernels.lines import backward as lb
+from minidiff.kernels.groupnorm import lanes as gl
 from minidiff.kernels.lines import copies as ol
-from minidiff.kernels.lines import forward as lf
 from minidiff.nn import Conv2d, GroupNormSiLU, ResBlock, UpsampleConv, no_grad
 
 DTYPES = [np.float32, np.float64]
@@ -95,12 +94,12 @@ def test_groupnorm_silu_on_lines_matches_the_reference(size, dtype):
     want, mean_ref, rstd_ref = groupnorm_silu_forward_reference(x, weight, bias, shift, G, 1e-5, residual=r)
     grads_ref = groupnorm_silu_backward_reference(dz, x, mean_ref, rstd_ref, weight, bias, shift, G)
     X = ol.image_to_lines(x)
-    Z, mean, rstd = lf.groupnorm_silu_forward_on_lines(X, weight, bias, shift, G, 1e-5, ol.image_to_lines(r))
+    Z, mean, rstd = gl.groupnorm_silu_forward_on_lines(X, weight, bias, shift, G, 1e-5, ol.image_to_lines(r))
     np.testing.assert_array_equal(Z.line, ol.image_to_lines(to_array(Z)).line)
     _close(to_array(Z), want, dtype, 10)
     _close(mean, mean_ref, dtype, 10)
     _close(rstd, rstd_ref, dtype, 10)
-    dX, dweight, dbias, dshift = lb.groupnorm_silu_backward_on_lines(ol.image_to_lines(dz), X, mean, rstd,
+    dX, dweight, dbias, dshift = gl.groupnorm_silu_backward_on_lines(ol.image_to_lines(dz), X, mean, rstd,
                                                                       weight, bias, shift, G)
     np.testing.assert_array_equal(dX.line, ol.image_to_lines(to_array(dX)).line)
     for got, ref in zip((to_array(dX), dweight, dbias, dshift), grads_ref):
