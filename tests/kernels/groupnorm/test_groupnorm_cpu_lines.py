@@ -8,13 +8,7 @@ pytest.importorskip("numba")
 from minidiff.kernels.groupnorm.cpu_lines import groupnorm_silu_to_lines
 from minidiff.kernels.groupnorm.reference import groupnorm_silu_forward_reference
 from minidiff.kernels.lines.geometry import from_lines, lines, to_lines
-
-DTYPES = [np.float32, np.float64]
-TOL = {np.float32: 2e-5, np.float64: 1e-12}
-
-
-def _rand(rng, shape, dtype, scale=1.0, offset=0.0):
-    return (rng.standard_normal(shape) * scale + offset).astype(dtype)
+from lanes_cases import DTYPES, rand as _rand, TOL
 
 
 # (B, C, H, W, groups): image lanes (B = 16, 32) at odd and non-square sizes and one

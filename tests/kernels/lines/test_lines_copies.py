@@ -13,13 +13,9 @@ from minidiff.kernels.lines import copies as ol
 from minidiff.kernels.upconv import lanes as upconv_lanes
 from minidiff.kernels.lines.geometry import lane_lines, to_lanes
 from minidiff.kernels.upconv.cpu import phase_lines_lanes, phases_to_image_lanes
+from lanes_cases import DTYPES, rand as _rand
 
-DTYPES = [np.float32, np.float64]
 SIZES = [(16, 3, 5, 3), (32, 5, 7, 6), (16, 2, 1, 1), (16, 4, 4, 4)]    # (B, C, H, W): odd, one pixel
-
-
-def _rand(rng, shape, dtype, scale=1.0):
-    return (rng.standard_normal(shape) * scale).astype(dtype)
 
 
 def _nan_lines(C, g, dtype):

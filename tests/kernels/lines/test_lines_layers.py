@@ -12,17 +12,7 @@ from minidiff.kernels.groupnorm.reference import groupnorm_silu_backward_referen
 from minidiff.kernels.groupnorm import lanes as gl
 from minidiff.kernels.lines import copies as ol
 from minidiff.nn import Conv2d, GroupNormSiLU, ResBlock, UpsampleConv, no_grad
-
-DTYPES = [np.float32, np.float64]
-TOL = {np.float32: 2e-5, np.float64: 1e-12}
-
-
-def _rand(rng, shape, dtype, scale=1.0):
-    return (rng.standard_normal(shape) * scale).astype(dtype)
-
-
-def _close(got, want, dtype, factor=1):
-    np.testing.assert_allclose(got, want, rtol=TOL[dtype] * factor, atol=TOL[dtype] * factor)
+from lanes_cases import close as _close, DTYPES, rand as _rand
 
 
 # --- layers -------------------------------------------------------------------------------

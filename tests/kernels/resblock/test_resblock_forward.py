@@ -12,13 +12,7 @@ from minidiff.kernels.conv.reference import conv2d_forward_reference
 from minidiff.kernels.groupnorm.reference import groupnorm_silu_forward_reference
 from minidiff.kernels.resblock.cpu import conv3x3_norm_conv3x3_forward_cpu
 from minidiff.nn import ResBlock, no_grad
-
-DTYPES = [np.float32, np.float64]
-TOL = {np.float32: 2e-5, np.float64: 1e-12}
-
-
-def _rand(rng, shape, dtype, scale=1.0, offset=0.0):
-    return (rng.standard_normal(shape) * scale + offset).astype(dtype)
+from lanes_cases import DTYPES, rand as _rand, TOL
 
 
 def _conv(x, w, b):
