@@ -63,7 +63,7 @@ class ThreadComm:
 
     def Iallreduce(self, sendbuf, recvbuf, op=None):
         assert sendbuf is IN_PLACE and op == MPI.SUM
-        parts = self.hub.exchange(self.rank, "Iallreduce", _host(recvbuf).copy())
+        parts = self.hub.exchange(self.rank, f"Iallreduce({type(recvbuf).__name__})", _host(recvbuf).copy())
         total = parts[0]
         for p in parts[1:]:
             total = total + p
