@@ -14,10 +14,9 @@ import time
 
 import numpy as np
 
-from . import distributed as dist
 from .backend import get_xp, to_device, to_host
 from .checkpoint import save_checkpoint
-from .distributed import training as data_parallel
+from .distributed import data_parallel
 from .optim.clip import clip_grad_norm
 
 
@@ -145,7 +144,7 @@ def train(diffusion, data, *, epochs, batch_size, optimizer, val_data=None, val_
     _check_args(epochs, batch_size, prob_uncond, labels, grad_clip, checkpoint_every)
     if resume and checkpoint_path is None:
         raise ValueError("resume: needs checkpoint_path")
-    world = dist.get_world(world)
+    world = data_parallel.get_world(world)
     model = diffusion.model
     split_seq, train_seq, val_seq = np.random.SeedSequence(seed).spawn(3)
     x, y, x_val, y_val = _split(data, labels, val_data, val_fraction, split_seq)

@@ -101,3 +101,21 @@ def share_cores(ranks_here):
         return n
     _state["limits"] = threadpool_limits(limits=n)      # BLAS / OpenMP pools already loaded (NumPy's BLAS)
     return n
+
+
+def select_gpu(world=None):
+    """One rank per GPU: GPU (local rank mod GPUs on this machine) becomes CuPy's current device -> its id.
+
+    Call it before building the model. NCCL refuses two ranks on one GPU, so more ranks than
+    GPUs on a machine is an error.
+    """
+    world = get_world(world)
+    from ..backend import cupy_module
+    cupy = cupy_module()
+    count = int(cupy.cuda.runtime.getDeviceCount())
+    if world.local_size > count:
+        raise RuntimeError(f"select_gpu: {world.local_size} ranks on this machine but {count} GPU(s); "
+                           f"start at most one rank per GPU (mpiexec -n {max(count, 1)} per machine)")
+    device = world.local_rank % count
+    cupy.cuda.Device(device).use()
+    return device

@@ -3,6 +3,8 @@
 The collectives are minidiff.distributed.comm's own code; only mpi4py is replaced.
 This covers rank counts mpiexec is not asked for here (3) and runs in-process.
 """
+import threading
+
 import numpy as np
 import pytest
 
@@ -10,8 +12,9 @@ import dist_cases as dc
 from minidiff.checkpoint import load_checkpoint
 from minidiff.diffusion import GaussianDiffusion
 from minidiff.distributed import LocalWorld, rank_rng, sample, share
-from minidiff.distributed.training import broadcast_state
+from minidiff.distributed.data_parallel import broadcast_state
 from minidiff.models import MLP
+from minidiff.nn.grad_mode import grad_enabled
 from threadcomm import run_ranks
 
 
@@ -81,9 +84,11 @@ def test_sampling_is_split_and_gathered_in_order():
     model = MLP(d_hid=8, num_timesteps=10, seed=0, dtype=np.float64)
     diffusion = GaussianDiffusion(model, 10, schedule="cosine", data_shape=(2,), dtype=np.float64)
     labels = np.arange(7)
+    one_at_a_time = threading.Lock()                # nn.no_grad's flag is process-wide, not per thread
 
     def loop(shape, labels, rng):                   # the samples of its rows, tagged by label and rng
-        return np.c_[labels, diffusion.p_sample_loop(shape, rng=rng, progress=False)]
+        with one_at_a_time:
+            return np.c_[labels, diffusion.p_sample_loop(shape, rng=rng, progress=False)]
     out = run_ranks(3, lambda w: (sample(loop, (7, 2), labels=labels, seed=5, world=w), w.rank))
     got = out[0][0]
     assert out[1][0] is None and out[2][0] is None and got.shape == (7, 3)
@@ -94,6 +99,7 @@ def test_sampling_is_split_and_gathered_in_order():
         np.testing.assert_array_equal(got[lo:hi, 1:], diffusion.p_sample_loop((hi - lo, 2), rng=rng, progress=False))
     single = sample(loop, (7, 2), labels=labels, seed=5, world=LocalWorld())
     np.testing.assert_array_equal(single[:, 1:], diffusion.p_sample_loop((7, 2), rng=5, progress=False))
+    assert grad_enabled()
 
 
 def test_rank_streams():

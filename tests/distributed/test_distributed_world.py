@@ -10,7 +10,7 @@ import pytest
 from minidiff.diffusion import GaussianDiffusion
 from minidiff.distributed import CollectiveTimeout, LocalWorld, get_world, launch, share
 from minidiff.distributed.faults import abort_on_uncaught_exception, check_timeout, default_timeout, wait
-from minidiff.distributed.training import draw_t_noise
+from minidiff.distributed.data_parallel import draw_t_noise
 from minidiff.models import MLP
 
 
@@ -104,3 +104,21 @@ def test_train_refuses_a_world_that_is_not_one():
     with pytest.raises(TypeError, match="world: expected a LocalWorld or MPIWorld, got str"):
         train(diffusion, np.zeros((4, 2), np.float32), epochs=1, batch_size=2, optimizer=Adam(model),
               progress=False, world="mpi")
+
+
+def test_select_gpu_takes_the_local_rank_and_refuses_more_ranks_than_gpus(monkeypatch):
+    import types
+
+    from minidiff import backend
+    from minidiff.distributed import select_gpu
+    used = []
+    cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 2),
+                                 Device=lambda i: types.SimpleNamespace(use=lambda: used.append(i)))
+    monkeypatch.setattr(backend, "_cupy", types.SimpleNamespace(cuda=cuda))
+    world = types.SimpleNamespace(**{name: None for name in ("rank", "size", "is_root", "share", "allreduce_sum_",
+                                                              "sum_scalars", "bcast_", "bcast_json", "gather_rows")})
+    world.local_rank, world.local_size = 1, 2
+    assert select_gpu(world) == 1 and used == [1]
+    world.local_size = 3
+    with pytest.raises(RuntimeError, match="3 ranks on this machine but 2 GPU"):
+        select_gpu(world)
