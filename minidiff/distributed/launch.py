@@ -51,7 +51,7 @@ def get_world(world=None):
         return world
     if _state["world"] is None:
         name, size = launched_size()
-        if size == 1 or size == 0:
+        if size is not None and size <= 1:
             _state["world"] = LocalWorld()
         else:
             try:
