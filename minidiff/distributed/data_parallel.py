@@ -22,7 +22,7 @@ import os
 import numpy as np
 
 from ..backend import get_xp, randn, to_host
-from .launch import get_world
+from .launch import get_world  # noqa: F401  (train() takes the world from here)
 
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 
