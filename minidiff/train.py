@@ -5,7 +5,8 @@ zero_grad, model.backward(d_out), optional clipping, optimizer.step(),
 optional ema.update(). One seeded Generator draws the shuffles, the label
 drops and (inside p_losses) t and the noise; it is checkpointed with the
 model, optimiser and EMA after every epoch, so a resumed run continues
-bit-for-bit.
+bit-for-bit. Under an MPI launcher the rows of each batch are shared between
+the ranks (minidiff.distributed; docs/distributed.md).
 """
 import math
 import os
@@ -14,7 +15,8 @@ import time
 import numpy as np
 
 from .backend import get_xp, to_device, to_host
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import save_checkpoint
+from .distributed import data_parallel
 from .optim.clip import clip_grad_norm
 
 
@@ -125,7 +127,7 @@ def _check_args(epochs, batch_size, prob_uncond, labels, grad_clip, checkpoint_e
 def train(diffusion, data, *, epochs, batch_size, optimizer, val_data=None, val_fraction=None,
           labels=None, prob_uncond=0.0, loss="mse", ema=None, grad_clip=None, lr_schedule=None,
           checkpoint_path=None, checkpoint_every=1, resume=False, seed=0, progress=True,
-          callbacks=None):
+          callbacks=None, world=None):
     """train(diffusion, data (N, ...), *, epochs, batch_size, optimizer, ...) -> history.
 
     history = {"train_loss": [per epoch], "val_loss": [per epoch, if validating],
@@ -135,10 +137,14 @@ def train(diffusion, data, *, epochs, batch_size, optimizer, val_data=None, val_
     at the first call (kept in the checkpoint, so a resumed run continues the same schedule).
     checkpoint_path: saved every `checkpoint_every` epochs and after the last; resume=True
     continues from it (if it exists) at the next epoch, with the same rng stream.
+    world: None = minidiff.distributed.get_world() (several ranks under mpiexec): batch_size is the
+    global batch, shared between the ranks; rank 0 alone writes checkpoints and the progress bar;
+    callbacks run on every rank (with the same history).
     """
     _check_args(epochs, batch_size, prob_uncond, labels, grad_clip, checkpoint_every)
     if resume and checkpoint_path is None:
         raise ValueError("resume: needs checkpoint_path")
+    world = data_parallel.get_world(world)
     model = diffusion.model
     split_seq, train_seq, val_seq = np.random.SeedSequence(seed).spawn(3)
     x, y, x_val, y_val = _split(data, labels, val_data, val_fraction, split_seq)
@@ -151,18 +157,19 @@ def train(diffusion, data, *, epochs, batch_size, optimizer, val_data=None, val_
     rng = np.random.default_rng(train_seq)
     history = {"train_loss": [], "val_loss": [], "batch_loss": [], "epoch_time": []}
     start_epoch, step = 0, 0
-    if resume and os.path.exists(checkpoint_path):
-        ck = load_checkpoint(checkpoint_path, model=model, optimizer=optimizer, ema=ema)
+    if resume and data_parallel.checkpoint_exists(world, checkpoint_path):
+        ck = data_parallel.load_checkpoint(world, checkpoint_path, model=model, optimizer=optimizer, ema=ema)
         if ck.rng is None or "epoch" not in ck.extra:
             raise ValueError(f"resume: {checkpoint_path} was not written by train()")
         rng, start_epoch, step = ck.rng, int(ck.extra["epoch"]), int(ck.extra["step"])
         base_lr = float(ck.extra.get("base_lr", base_lr))
         history.update(ck.history)
+    data_parallel.broadcast_state(world, model, optimizer, ema)
 
     n = x.shape[0]
     num_batches = math.ceil(n / batch_size)
     bar = None
-    if progress and start_epoch < epochs:
+    if progress and world.is_root and start_epoch < epochs:
         from tqdm.auto import tqdm
         bar = tqdm(total=epochs * num_batches, initial=start_epoch * num_batches, unit="step",
                    desc="train", dynamic_ncols=True)
@@ -180,7 +187,7 @@ def train(diffusion, data, *, epochs, batch_size, optimizer, val_data=None, val_
             for b in range(num_batches):
                 idx = perm[b * batch_size:(b + 1) * batch_size]   # (B,)
                 lab = None if y_epoch is None else y_epoch[b * batch_size:(b + 1) * batch_size]
-                value, d_out = diffusion.p_losses(x[idx], labels=lab, loss=loss, rng=rng)
+                value, d_out = data_parallel.p_losses(world, diffusion, x, idx, lab, loss, rng)
                 loss_value = float(to_host(value))
                 if not math.isfinite(loss_value):
                     raise NonFiniteError(f"train: non-finite loss ({loss_value}) at epoch {epoch + 1}, "
@@ -188,6 +195,7 @@ def train(diffusion, data, *, epochs, batch_size, optimizer, val_data=None, val_
                                          f"last checkpoint left untouched")
                 model.zero_grad()
                 model.backward(d_out)
+                data_parallel.average_gradient(world, grad, len(idx))
                 if grad_clip is not None:
                     ok = math.isfinite(float(to_host(clip_grad_norm(grad, grad_clip))))
                 else:
@@ -213,8 +221,8 @@ def train(diffusion, data, *, epochs, batch_size, optimizer, val_data=None, val_
             history["batch_loss"].extend(epoch_losses)
             history["train_loss"].append(float(np.mean(epoch_losses)))
             if x_val is not None:
-                history["val_loss"].append(evaluate(diffusion, x_val, y_val, batch_size=batch_size,
-                                                    loss=loss, seed=val_seq))
+                history["val_loss"].append(data_parallel.evaluate(world, diffusion, x_val, y_val,
+                                                                  batch_size=batch_size, loss=loss, seed=val_seq))
             history["epoch_time"].append(time.perf_counter() - t0)
             if bar is not None:
                 post = {"epoch": epoch + 1, "loss": f"{history['train_loss'][-1]:.4f}"}
@@ -222,10 +230,11 @@ def train(diffusion, data, *, epochs, batch_size, optimizer, val_data=None, val_
                     post["val"] = f"{history['val_loss'][-1]:.4f}"
                 bar.set_postfix(post)
             last = epoch + 1 == epochs
-            if checkpoint_path is not None and ((epoch + 1) % checkpoint_every == 0 or last):
+            if checkpoint_path is not None and world.is_root and ((epoch + 1) % checkpoint_every == 0 or last):
                 save_checkpoint(checkpoint_path, model, optimizer=optimizer, ema=ema, rng=rng,
                                 history=history,
-                                extra={"epoch": epoch + 1, "step": step, "seed": seed, "base_lr": base_lr})
+                                extra={"epoch": epoch + 1, "step": step, "seed": seed, "base_lr": base_lr,
+                                       "world_size": world.size})
             for hook in epoch_hooks:
                 hook(epoch, history)
     finally:
