@@ -273,3 +273,79 @@ def test_failed_load_leaves_given_objects_untouched(tmp_path):
     for a, b in zip(state, (model.flat()[0], opt.m, opt.v, ema.shadow)):
         np.testing.assert_array_equal(a, b)
     assert isinstance(opt, Adam) and isinstance(ema, EMA)
+
+
+# --- the size bound behind the config check ---------------------------------------------------
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from minidiff.checkpoint import MODEL_NUMBERS, SLACK_NUMBERS  # noqa: E402
+from minidiff.models import LeNet5  # noqa: E402
+
+
+def allocated(model):
+    """Numbers a model holds: its weights and its buffers (sinusoid tables ...)."""
+    return model.num_params() + sum(b.size for _, layer in model.named_layers() for b in layer.buffers.values())
+
+
+@settings(max_examples=30, deadline=None, derandomize=True, database=None)
+@given(config=st.one_of(
+    st.fixed_dictionaries(dict(in_dim=st.integers(1, 9), d_hid=st.integers(2, 20).map(lambda k: 2 * k),
+                               num_timesteps=st.integers(1, 300),
+                               num_layers=st.integers(1, 4))).map(lambda c: ("MLP", c)),
+    st.fixed_dictionaries(dict(
+        in_channels=st.integers(1, 3), model_channels=st.sampled_from([4, 8, 12]), num_timesteps=st.integers(1, 200),
+        channel_multipliers=st.lists(st.sampled_from([1, 2, 3]), min_size=1, max_size=3),
+        num_blocks_per_level=st.integers(1, 2), groups=st.just(4), attention_heads=st.just(1),
+        middle_attention=st.booleans(), num_classes=st.one_of(st.none(), st.integers(1, 12)))).map(lambda c: ("UNet", c)),
+    st.integers(2, 50).map(lambda k: ("LeNet5", dict(num_classes=k)))))
+def test_model_size_bound_holds_every_model_it_may_build(config):
+    """MODEL_NUMBERS never undercounts (else a crafted config could build more than it allows), and
+    a real model's bound fits the budget its own weights give (else a real checkpoint is refused)."""
+    from minidiff.models import MODELS
+
+    import inspect
+
+    name, kwargs = config
+    model = MODELS[name](**kwargs)
+    arguments = inspect.signature(MODELS[name]).bind(**kwargs)
+    arguments.apply_defaults()
+    bound = MODEL_NUMBERS[name](arguments.arguments)
+    assert allocated(model) <= bound <= 16 * model.num_params() + SLACK_NUMBERS
+
+
+def test_the_examples_models_load_under_the_bound(tmp_path):
+    """The configs the examples train (spiral MLP, MNIST U-Nets, the LeNet-5 judge) all load."""
+    models = [MLP(in_dim=2, d_hid=32, num_timesteps=40), LeNet5(),
+              UNet(1, 16, 100, channel_multipliers=(1, 2, 3)),
+              UNet(1, 16, 100, channel_multipliers=(1, 2, 3), num_classes=10)]
+    for i, model in enumerate(models):
+        save_checkpoint(tmp_path / f"{i}.h5", model)
+        np.testing.assert_array_equal(load_checkpoint(tmp_path / f"{i}.h5").model.flat()[0], model.flat()[0])
+
+
+# --- format 1 -------------------------------------------------------------------------------
+def write_format_1(path, model):
+    """A checkpoint as minidiff up to c83fd3d wrote it: variable-length strings, no checksums."""
+    with h5py.File(path, "w") as f:
+        f.attrs.update(format="minidiff-checkpoint", format_version=1, model_class=type(model).__name__,
+                       model_config=json.dumps(model.config), dtype=np.dtype(model.dtype).name, extra="{}")
+        g = f.create_group("model")
+        for name, a in model.state_dict().items():
+            g.create_dataset(name, data=a)
+        f.create_group("history").attrs["other"] = "{}"
+
+
+def test_format_1_is_refused_with_a_way_to_convert_it(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "old.h5"
+    model, *_ = trained_setup()
+    write_format_1(path, model)
+    with pytest.raises(CheckpointError, match=r"format version 1.*--upgrade"):
+        load_checkpoint(path)
+    proc = subprocess.run([sys.executable, "-m", "minidiff.checkpoint", "--upgrade", str(path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_array_equal(load_checkpoint(path).model.flat()[0], model.flat()[0])
