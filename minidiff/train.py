@@ -239,7 +239,8 @@ def _resume(path, diffusion, model, optimizer, ema, settings):
             changes[key] = [old, value]
     history = dict(data.history)
     if changes:
-        history["resume_changes"] = list(history.get("resume_changes", [])) + [{"epoch": data.extra["epoch"], **changes}]
+        record = {"epoch": data.extra["epoch"], **changes}
+        history["resume_changes"] = list(history.get("resume_changes", [])) + [record]
         log.warning("train: resuming %s at epoch %d with changed settings: %s", path, data.extra["epoch"],
                     "; ".join(f"{k}: {a} -> {b}" for k, (a, b) in changes.items()))
     return ck.rng, int(data.extra["epoch"]), int(data.extra["step"]), base_lr, history, changes

@@ -54,21 +54,21 @@ def resign(path):
     False when those checks refuse to read the file at all (then no digest is needed to refuse it)."""
     import h5py
 
-    from minidiff import checkpoint
+    from minidiff import checkpoint_file
 
     with h5py.File(path, "a") as f:
         try:
-            checkpoint._sign(f)
-        except checkpoint.CheckpointError:
+            checkpoint_file.sign(f)
+        except checkpoint_file.CheckpointError:
             return False
     return True
 
 
 def set_attr(obj, name, value):
     """Write an attribute as save_checkpoint does (strings fixed-length)."""
-    from minidiff import checkpoint
+    from minidiff.checkpoint_file import set_attr as write
 
-    checkpoint._set_attr(obj, name, value)
+    write(obj, name, value)
 
 
 def assert_same_state(ck, model, opt, ema, rng_state):

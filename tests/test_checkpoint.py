@@ -149,3 +149,17 @@ def test_save_validates_arguments(tmp_path):
         save_checkpoint(tmp_path / "ck.h5", model, rng=123)
     with pytest.raises(TypeError, match="model"):
         save_checkpoint(tmp_path / "ck.h5", {"w": np.zeros(2)})
+
+
+def test_save_refuses_non_finite_state(tmp_path):
+    """No NaN or inf is ever written: not in the weights, the EMA or the optimiser state."""
+    model, opt, ema, rng = trained_setup()
+    save_checkpoint(tmp_path / "ck.h5", model, optimizer=opt, ema=ema)
+    before = (tmp_path / "ck.h5").read_bytes()
+    for array, what in ((model.flat()[0], "model weights"), (ema.shadow, "EMA weights"), (opt.v, "state v")):
+        keep = array[3]
+        array[3] = np.nan
+        with pytest.raises(ValueError, match=what):
+            save_checkpoint(tmp_path / "ck.h5", model, optimizer=opt, ema=ema)
+        array[3] = keep
+        assert (tmp_path / "ck.h5").read_bytes() == before and os.listdir(tmp_path) == ["ck.h5"]

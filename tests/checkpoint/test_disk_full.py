@@ -15,7 +15,6 @@ import pytest
 pytest.importorskip("h5py")
 
 from checkpoint_cases import save_full  # noqa: E402
-from minidiff import checkpoint  # noqa: E402
 from minidiff.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from minidiff.models import MLP  # noqa: E402
 
@@ -150,7 +149,7 @@ def test_any_write_error_is_an_oserror_with_nothing_lost(tmp_path, monkeypatch):
         def fail(*args, **kwargs):
             raise OSError(errno.EIO, "injected I/O error")
         with monkeypatch.context() as m:
-            m.setattr(checkpoint.os, name, fail)
+            m.setattr(os, name, fail)
             with pytest.raises(OSError, match="injected"):
                 save_checkpoint(path, small_model(seed=3))
         assert os.listdir(tmp_path) == ["ck.h5"]

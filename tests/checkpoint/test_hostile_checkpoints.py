@@ -279,7 +279,8 @@ def test_failed_load_leaves_given_objects_untouched(tmp_path):
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
-from minidiff.checkpoint import MODEL_NUMBERS, SLACK_NUMBERS  # noqa: E402
+from minidiff.checkpoint import SLACK_NUMBERS  # noqa: E402
+from minidiff.models.sizes import MODEL_NUMBERS  # noqa: E402
 from minidiff.models import LeNet5  # noqa: E402
 
 
@@ -297,7 +298,8 @@ def allocated(model):
         in_channels=st.integers(1, 3), model_channels=st.sampled_from([4, 8, 12]), num_timesteps=st.integers(1, 200),
         channel_multipliers=st.lists(st.sampled_from([1, 2, 3]), min_size=1, max_size=3),
         num_blocks_per_level=st.integers(1, 2), groups=st.just(4), attention_heads=st.just(1),
-        middle_attention=st.booleans(), num_classes=st.one_of(st.none(), st.integers(1, 12)))).map(lambda c: ("UNet", c)),
+        middle_attention=st.booleans(), num_classes=st.one_of(st.none(), st.integers(1, 12)))
+    ).map(lambda c: ("UNet", c)),
     st.integers(2, 50).map(lambda k: ("LeNet5", dict(num_classes=k)))))
 def test_model_size_bound_holds_every_model_it_may_build(config):
     """MODEL_NUMBERS never undercounts (else a crafted config could build more than it allows), and
