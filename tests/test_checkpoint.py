@@ -7,22 +7,10 @@ import pytest
 h5py = pytest.importorskip("h5py")
 
 import minidiff.checkpoint as ckpt  # noqa: E402
+from checkpoint_cases import trained_setup  # noqa: E402
 from minidiff.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from minidiff.models import MLP  # noqa: E402
 from minidiff.optim import EMA, SGD, Adam  # noqa: E402
-
-
-def trained_setup(seed=0, dtype=np.float32):
-    """A tiny model with a few Adam + EMA steps taken, so every piece of state is non-trivial."""
-    model = MLP(in_dim=2, d_hid=8, num_timesteps=10, num_layers=2, seed=seed, dtype=dtype)
-    opt, ema = Adam(model, lr=1e-2), EMA(model, decay=0.9)
-    _, grad = model.flat()
-    rng = np.random.default_rng(seed)
-    for _ in range(3):
-        grad[...] = rng.standard_normal(grad.shape)
-        opt.step()
-        ema.update()
-    return model, opt, ema, rng
 
 
 def test_round_trip_restores_everything(tmp_path):
@@ -148,8 +136,8 @@ def test_no_pickle_and_string_metadata(tmp_path):
     model, opt, ema, rng = trained_setup()
     path = save_checkpoint(tmp_path / "ck.h5", model, optimizer=opt, ema=ema, rng=rng)
     with h5py.File(path, "r") as f:
-        assert f.attrs["format"] == "minidiff-checkpoint"
-        assert f.attrs["model_class"] == "MLP"
+        assert f.attrs["format"].decode() == "minidiff-checkpoint"     # fixed-length UTF-8
+        assert f.attrs["model_class"].decode() == "MLP"
         kinds = []
         f.visititems(lambda name, obj: kinds.append(obj.dtype.kind) if isinstance(obj, h5py.Dataset) else None)
         assert kinds and set(kinds) == {"f"}   # only float arrays, no opaque blobs
@@ -161,3 +149,17 @@ def test_save_validates_arguments(tmp_path):
         save_checkpoint(tmp_path / "ck.h5", model, rng=123)
     with pytest.raises(TypeError, match="model"):
         save_checkpoint(tmp_path / "ck.h5", {"w": np.zeros(2)})
+
+
+def test_save_refuses_non_finite_state(tmp_path):
+    """No NaN or inf is ever written: not in the weights, the EMA or the optimiser state."""
+    model, opt, ema, rng = trained_setup()
+    save_checkpoint(tmp_path / "ck.h5", model, optimizer=opt, ema=ema)
+    before = (tmp_path / "ck.h5").read_bytes()
+    for array, what in ((model.flat()[0], "model weights"), (ema.shadow, "EMA weights"), (opt.v, "state v")):
+        keep = array[3]
+        array[3] = np.nan
+        with pytest.raises(ValueError, match=what):
+            save_checkpoint(tmp_path / "ck.h5", model, optimizer=opt, ema=ema)
+        array[3] = keep
+        assert (tmp_path / "ck.h5").read_bytes() == before and os.listdir(tmp_path) == ["ck.h5"]

@@ -240,3 +240,121 @@ def test_device_run_matches_host_run(tmp_path):
         assert type(model.flat()[0]) is type(opt.m) is type(ema.shadow)
         weights.append(load_checkpoint(tmp_path / f"{device}.h5").model.flat()[0])
     np.testing.assert_array_equal(weights[0], weights[1])
+
+
+# --- resuming with other settings ----------------------------------------------------
+def diffusion_with(T_diffusion, schedule="cosine", T_model=20, activation="swish", **kw):
+    diffusion = pytest.importorskip("minidiff.diffusion")
+    model = MLP(in_dim=2, d_hid=8, num_timesteps=T_model, num_layers=2, activation=activation, seed=0)
+    return diffusion.GaussianDiffusion(model, T_diffusion, schedule=schedule, **kw)
+
+
+def short_run(diff, path, epochs=2, lr=1e-2, **kw):
+    x, _ = data(40, np.float32)
+    args = dict(epochs=epochs, batch_size=10, optimizer=Adam(diff.model, lr=lr), checkpoint_path=path,
+                resume=True, progress=False)
+    args.update(kw)
+    return train(diff, x, **args)
+
+
+@pytest.mark.parametrize("change,match", [
+    (dict(T_diffusion=20), r"num_timesteps.*10.*20"),
+    (dict(schedule="sigmoid"), r"betas"),
+    (dict(objective="v"), r"objective.*'eps'.*'v'"),
+    (dict(min_snr_gamma=5.0), r"min_snr_gamma.*None.*5\.0"),
+    (dict(activation="relu"), r"activation.*'swish'.*'relu'"),
+    (dict(T_model=30), r"num_timesteps.*20.*30"),
+])
+def test_resume_whose_maths_would_differ_is_refused(tmp_path, change, match):
+    from minidiff.checkpoint import CheckpointError
+
+    path = tmp_path / "ck.h5"
+    short_run(diffusion_with(10), path, epochs=1)
+    saved = load_checkpoint(path)
+    other = diffusion_with(**{"T_diffusion": 10, **change})
+    before = other.model.flat()[0].copy()
+    with pytest.raises(CheckpointError, match=match):
+        short_run(other, path, epochs=2)
+    np.testing.assert_array_equal(other.model.flat()[0], before)     # refused before anything changed
+    assert load_checkpoint(path).extra == saved.extra
+
+
+def test_a_new_learning_rate_is_applied_and_reported_on_resume(tmp_path, caplog):
+    path, schedule = tmp_path / "ck.h5", warmup(100)
+    short_run(diffusion_with(10), path, epochs=1, lr=1e-2, lr_schedule=schedule)
+    diff = diffusion_with(10)
+    with caplog.at_level("WARNING", logger="minidiff.train"):
+        hist = short_run(diff, path, epochs=2, lr=3e-3, lr_schedule=schedule)
+    assert hist["resume_changes"] == [{"epoch": 1, "lr": [1e-2, 3e-3]}]
+    assert "lr: 0.01 -> 0.003" in caplog.text
+    ck = load_checkpoint(path)
+    assert ck.optimizer.lr == pytest.approx(3e-3 * schedule(7))     # the 8th step: base 3e-3
+    assert ck.extra["base_lr"] == 3e-3 and ck.history["resume_changes"] == hist["resume_changes"]
+    # resuming again with the same (new) lr reports nothing new
+    caplog.clear()
+    hist = short_run(diffusion_with(10), path, epochs=3, lr=3e-3, lr_schedule=schedule)
+    assert hist["resume_changes"] == [{"epoch": 1, "lr": [1e-2, 3e-3]}] and "->" not in caplog.text
+
+
+def test_other_training_settings_are_reported_on_resume(tmp_path, caplog):
+    path = tmp_path / "ck.h5"
+    diff = diffusion_with(10)
+    short_run(diff, path, epochs=1, ema=EMA(diff.model, decay=0.9))
+    diff = diffusion_with(10)
+    opt = Adam(diff.model, lr=1e-2, betas=(0.8, 0.99))
+    with caplog.at_level("WARNING", logger="minidiff.train"):
+        hist = short_run(diff, path, epochs=2, batch_size=5, optimizer=opt, ema=EMA(diff.model, decay=0.5))
+    change = hist["resume_changes"][0]
+    assert change["batch_size"] == [10, 5] and change["betas"] == [[0.9, 0.999], [0.8, 0.99]]
+    assert change["ema_decay"] == [0.9, 0.5]
+    assert opt.betas == (0.8, 0.99) and len(hist["batch_loss"]) == 4 + 8
+
+
+# --- the NaN guard after the step ------------------------------------------------------
+class Scaled(Denoiser):
+    """The stand-in with its gradient scaled: finite, but large enough to overflow what follows."""
+
+    def __init__(self, model, scale):
+        super().__init__(model)
+        self.scale = scale
+
+    def p_losses(self, *args, **kw):
+        value, d_out = super().p_losses(*args, **kw)
+        return value, d_out * self.scale
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+def test_weights_made_non_finite_by_the_step_are_never_saved(tmp_path):
+    """The issue's case: one batch per epoch, a step that overflows the weights."""
+    model = make(np.float32)
+    x, _ = data(10, np.float32)
+    path = tmp_path / "ck.h5"
+    train(Scaled(model, 1.0), x, epochs=1, batch_size=10, optimizer=SGD(model, lr=0.1), checkpoint_path=path,
+          progress=False)
+    saved = load_checkpoint(path).model.flat()[0]
+    with pytest.raises(NonFiniteError, match=r"weights.*after the optimiser step.*epoch 2, batch 1/1"):
+        train(Scaled(model, 1e6), x, epochs=3, batch_size=10, optimizer=SGD(model, lr=3e38),
+              checkpoint_path=path, resume=True, progress=False)
+    np.testing.assert_array_equal(load_checkpoint(path).model.flat()[0], saved)
+
+
+def test_non_finite_optimizer_state_is_never_saved(tmp_path):
+    """Adam's v = g^2 overflows float32 while the step itself stays finite (m / sqrt(inf) = 0)."""
+    model = make(np.float32)
+    x, _ = data(10, np.float32)
+    path = tmp_path / "ck.h5"
+    with pytest.raises(NonFiniteError, match=r"optimiser state v"):
+        train(Scaled(model, 1e25), x, epochs=1, batch_size=10, optimizer=Adam(model), checkpoint_path=path,
+              progress=False)
+    assert not path.exists()
+
+
+def test_weights_poisoned_after_the_last_batch_are_never_saved(tmp_path):
+    model = make()
+    x, _ = data(10)
+    path = tmp_path / "ck.h5"
+    cb = NaNAt(model, epoch=1, batch=0)       # after the only batch of epoch 2, before its checkpoint
+    with pytest.raises(NonFiniteError, match="model weights"):
+        train(Denoiser(model), x, epochs=3, batch_size=10, optimizer=Adam(model), checkpoint_path=path,
+              callbacks=[cb], progress=False)
+    np.testing.assert_array_equal(load_checkpoint(path).model.flat()[0], cb.saved[0])

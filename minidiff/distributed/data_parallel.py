@@ -134,27 +134,26 @@ def generator_from_state(state):
     return np.random.Generator(bit_gen)
 
 
-def load_checkpoint(world, path, model, optimizer=None, ema=None):
-    """checkpoint.load_checkpoint on rank 0; the other ranks get its rng, history and extra
-    (their weights, optimiser and EMA come with broadcast_state, which train() calls next)."""
-    from ..checkpoint import Checkpoint, CheckpointError
-    from ..checkpoint import load_checkpoint as load
+def resume_on_root(world, resume):
+    """resume() -> (rng, start_epoch, step, base_lr, history), run on rank 0 alone (which reads the
+    checkpoint: the other ranks may have no shared file system); the other ranks get the same
+    values, and a refusal raises the same error on every rank. The weights, optimiser and EMA
+    reach the other ranks with broadcast_state, which train() calls next."""
+    from ..checkpoint import CheckpointError
     if world.size == 1:
-        return load(path, model=model, optimizer=optimizer, ema=ema)
+        return resume()
     meta = None
     if world.is_root:
         try:
-            ck = load(path, model=model, optimizer=optimizer, ema=ema)
-            meta = {"error": None, "rng": None if ck.rng is None else ck.rng.bit_generator.state,
-                    "history": ck.history, "extra": ck.extra}
-        except CheckpointError as e:
-            meta = {"error": str(e)}
+            rng, start_epoch, step, base_lr, history = values = resume()
+            meta = {"error": None, "rng": rng.bit_generator.state, "start_epoch": start_epoch, "step": step,
+                    "base_lr": base_lr, "history": history}
+        except (CheckpointError, ValueError) as e:
+            meta = {"error": str(e), "kind": type(e).__name__}
     meta = world.bcast_json(meta, "broadcast(checkpoint)")
     if meta["error"] is not None:
-        raise CheckpointError(meta["error"])
+        raise (CheckpointError if meta["kind"] == "CheckpointError" else ValueError)(meta["error"])
     if world.is_root:
-        return ck
-    return Checkpoint(path=path, model=model, model_class=type(model).__name__,
-                      model_config=getattr(model, "config", {}), optimizer=optimizer, ema=ema,
-                      rng=None if meta["rng"] is None else generator_from_state(meta["rng"]),
-                      history=meta["history"], extra=meta["extra"])
+        return values
+    return (generator_from_state(meta["rng"]), int(meta["start_epoch"]), int(meta["step"]),
+            float(meta["base_lr"]), meta["history"])

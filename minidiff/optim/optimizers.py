@@ -33,6 +33,20 @@ def _check_number(name, value, low, high=math.inf, low_open=False, high_open=Tru
     return float(value)
 
 
+def _check_lr(value, dtype, positive=False):
+    """A learning rate: finite, >= 0 (> 0 if `positive`), and finite in the parameters' dtype
+    (lr = 1e39 is inf in float32: the first step would make every weight inf or NaN)."""
+    largest = float(np.finfo(dtype).max)
+    ok = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
+    if ok:
+        v = float(value)
+        ok = math.isfinite(v) and (v > 0 if positive else v >= 0) and v <= largest
+    if not ok:
+        raise ValueError(f"lr: expected a number {'>' if positive else '>='} 0 that is finite in the "
+                         f"parameters' dtype {np.dtype(dtype).name} (at most {largest:.4g}), got {value!r}")
+    return float(value)
+
+
 class Optimizer:
     """Base class: holds the model, the learning rate and the step counter.
 
@@ -45,8 +59,8 @@ class Optimizer:
     def __init__(self, model, lr):
         if not isinstance(model, Layer):
             raise TypeError(f"{type(self).__name__}: model must be a minidiff Layer, got {type(model).__name__}")
-        _check_number("lr", lr, 0.0, low_open=True)
         self.model = model
+        _check_lr(lr, model.dtype, positive=True)
         self.lr = lr
         self._validate()
         self.step_count = 0
@@ -62,7 +76,7 @@ class Optimizer:
     @lr.setter
     def lr(self, value):
         # >= 0 so that a schedule may decay to zero; the constructor asks for > 0
-        self._lr = _check_number("lr", value, 0.0)
+        self._lr = _check_lr(value, self.model.dtype)
 
     def step(self):
         raise NotImplementedError

@@ -307,3 +307,16 @@ def test_device_arrays_match_host():
     np.testing.assert_array_equal(out[0][0], out[1][0])
     np.testing.assert_array_equal(out[0][1], out[1][1])
     assert out[0][2] == out[1][2]
+
+
+@pytest.mark.parametrize("opt_cls", [SGD, Adam, AdamW])
+def test_learning_rate_must_be_finite_in_the_parameters_dtype(opt_cls):
+    model32 = tiny_model(np.float32)
+    for lr in (1e39, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match=r"lr.*float32"):
+            opt_cls(model32, lr=lr)
+    opt = opt_cls(model32, lr=1e-3)
+    with pytest.raises(ValueError, match=r"lr.*float32.*1e\+39"):
+        opt.lr = 1e39
+    assert opt.lr == 1e-3
+    assert opt_cls(tiny_model(np.float64), lr=1e39).lr == 1e39      # finite in float64
