@@ -28,11 +28,13 @@ discretisation between the timesteps it visits.
 import numpy as np
 
 
-def eps_x0_v(x, x0, abar):
-    """(eps, x0, v) consistent with x = alpha x0 + sigma eps at noise level abar."""
+def prediction(objective, x, x0, abar):
+    """The eps, x0 or v consistent with x = alpha x0 + sigma eps at noise level abar (v = alpha eps - sigma x0)."""
+    if objective == "x0":
+        return x0
     alpha, sigma = np.sqrt(abar), np.sqrt(1 - abar)
     eps = (x - alpha * x0) / sigma
-    return eps, x0, alpha * eps - sigma * x0
+    return eps if objective == "eps" else alpha * eps - sigma * x0
 
 
 class ExactModel:
@@ -47,8 +49,7 @@ class ExactModel:
         self.calls.append((x.shape[0], int(t[0])))
         abar = self.abar_table[t].reshape((-1,) + (1,) * (x.ndim - 1))                  # (B, 1, ...)
         x0 = self.x0_hat(x / np.sqrt(abar), np.sqrt((1 - abar) / abar), labels)          # from x~ = x / alpha
-        eps, x0, v = eps_x0_v(x, x0, abar)
-        return {"eps": eps, "x0": x0, "v": v}[self.objective].astype(x.dtype)
+        return prediction(self.objective, x, x0, abar).astype(x.dtype, copy=False)
 
 
 class GaussianData(ExactModel):
