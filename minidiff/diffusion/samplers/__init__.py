@@ -5,6 +5,7 @@
     dpm_solver.py   DPM-Solver++ 2M, 3M and 2M SDE (Lu et al. 2022)
     karras.py       Euler, Heun, Euler ancestral (Karras et al. 2022)
     sample.py       SAMPLERS, model_evaluations, SampleMixin.sample
+    sweep.py        the examples' --sampler / --steps sweep: flags, runs, one row per run
 
 Each sampler's update after the model call is one fused kernel pass
 (minidiff.kernels: dpmpp_step, euler_step, euler_ancestral_step, heun_step).
