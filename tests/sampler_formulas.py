@@ -33,7 +33,10 @@ def karras_s(abar):
 def x0_from(objective, out, x, abar, clip):
     """The model output as a data prediction (docs/equations.md), clipped to [-1, 1] when asked."""
     alpha, sigma = vp(abar)
-    x0 = {"eps": lambda: (x - sigma * out) / alpha, "x0": lambda: out, "v": lambda: alpha * x - sigma * out}[objective]()
+    if objective == "eps":
+        x0 = (x - sigma * out) / alpha
+    else:
+        x0 = out if objective == "x0" else alpha * x - sigma * out
     return np.clip(x0, -1, 1) if clip else x0
 
 

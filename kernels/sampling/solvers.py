@@ -108,7 +108,7 @@ def dpmpp_coefficients(abar_t, abar_next, lambda_prev=(), eta=0.0):
         if order != 1:
             raise ValueError(f"lambda_prev: the step onto the data (abar_next = 1) is first order, got order {order}")
         return 0.0, 1.0, 0.0, 0.0, 0.0                       # x_next = m0, the denoiser
-    (alpha_t, sigma_t), (alpha_n, sigma_n) = vp(abar_t), vp(abar_next)
+    sigma_t, (alpha_n, sigma_n) = vp(abar_t)[1], vp(abar_next)
     lam_t, lam_n = log_snr(abar_t), log_snr(abar_next)
     h = lam_n - lam_t
     lams = (lam_t,) + tuple(float(v) for v in lambda_prev)

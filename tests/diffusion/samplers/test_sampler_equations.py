@@ -138,10 +138,9 @@ def test_multistep_updates_are_exact_when_x0_hat_is_a_polynomial_in_lambda():
         ms = [np.full_like(x, m(v)) for v in lams[:order]]
         integral = quad(lambda lam: math.exp(lam) * m(lam), lam_t, lam_n, epsabs=1e-14, epsrel=1e-14)[0]
         want = math.sqrt(1 - ABAR_NEXT) * (x / math.sqrt(1 - ABAR_T) + integral)
-        alpha_t = math.sqrt(ABAR_T)                                   # out = x0_hat: objective "x0"
         got, _ = kernels.dpmpp_step(x, ms[0], ABAR_T, ABAR_NEXT, "x0", tuple(ms[1:]), tuple(lams[1:order]),
-                                    clip=False)
-        assert (np.abs(got - want).max() < 1e-13) == exact, (degree, order, np.abs(got - want).max(), alpha_t)
+                                    clip=False)                           # out = x0_hat: objective "x0"
+        assert (np.abs(got - want).max() < 1e-13) == exact, (degree, order, np.abs(got - want).max())
     # the upstream third-order multistep update, transcribed, on the quadratic
     h, (r0, r1) = lam_n - lam_t, ((lams[0] - lams[1]) / (lam_n - lam_t), (lams[1] - lams[2]) / (lam_n - lam_t))
     m0, m1, m2 = (0.3 + 0.7 * v - 0.4 * v * v for v in lams)
