@@ -29,8 +29,10 @@ def test_bad_sampler_flags_fail_at_parse_time(name, argv, flag, capsys):
 
 
 def test_sweep_defaults():
-    assert load("spiral").parse_args([]).sampler[:2] == ["ddim", "euler"]
-    assert load("mnist").parse_args([]).sampler == []                    # MNIST: no sweep unless asked
+    spiral, mnist = load("spiral").parse_args([]), load("mnist").parse_args([])
+    assert spiral.sampler[:2] == ["ddim", "euler"] and spiral.steps == [5, 10, 20, 40]
+    assert mnist.sampler == [] and mnist.steps == [5, 7, 10, 15, 20, 30, 50, 100]   # MNIST: no sweep unless asked
+    assert load("mnist").parse_args(["--num-timesteps", "12"]).steps == [5, 7, 10]  # defaults trimmed to T
 
 
 def test_spiral_sweep_writes_rows_and_plot(tmp_path):

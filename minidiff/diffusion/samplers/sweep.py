@@ -2,7 +2,8 @@
 
     add_sampler_arguments(parser, samplers="all", steps="5,10,20")   --sampler, --steps, --sampler-spacing,
                                                                     --max-evals, checked as they are parsed
-    check_sampler_arguments(parser, args, T)                        steps <= T, after parsing (T is a flag too)
+    check_sampler_arguments(parser, args, T)                        after parsing (T is a flag too): given steps
+                                                                    <= T, default steps trimmed to T
     sweep_runs(samplers, steps, T, max_evals)                       [(sampler, steps)], within the budget
     run_sweep(runs, sample, score, ...)                             [row]: sampler, steps, spacing, eta,
                                                                     model_evaluations, sample_time_s, scores
@@ -61,8 +62,9 @@ def add_sampler_arguments(parser, samplers="all", steps="5,10,20", max_evals=100
     g.add_argument("--sampler", type=parse_samplers, default=parse_samplers(samplers),
                    help=f"comma list of samplers from {', '.join(SAMPLERS)}; 'all' = every one but ddpm; "
                         f"'none' = no sweep (default: {samplers or 'none'})")
-    g.add_argument("--steps", type=parse_steps, default=parse_steps(steps),
-                   help=f"comma list of step counts each sampler runs (default: {steps})")
+    g.add_argument("--steps", type=parse_steps, default=None,
+                   help=f"comma list of step counts each sampler runs (default: {steps}, those up to T)")
+    parser.set_defaults(default_sampler_steps=parse_steps(steps))
     g.add_argument("--sampler-spacing", default=None, choices=list(SPACINGS),
                    help="timestep spacing for every sampler of the sweep (default: each sampler's own)")
     g.add_argument("--max-evals", type=parse_max_evals, default=max_evals,
@@ -70,8 +72,12 @@ def add_sampler_arguments(parser, samplers="all", steps="5,10,20", max_evals=100
 
 
 def check_sampler_arguments(parser, args, T):
-    """The checks that need T: every --steps value at most T (parser.error otherwise)."""
-    if any(s > T for s in args.steps):
+    """The checks that need T: every given --steps value at most T (parser.error otherwise); without
+    --steps, the default step counts up to T."""
+    defaults = args.__dict__.pop("default_sampler_steps")
+    if args.steps is None:
+        args.steps = [s for s in defaults if s <= T]
+    elif any(s > T for s in args.steps):
         parser.error(f"--steps: every value must be at most T = {T}, got {args.steps}")
 
 

@@ -15,13 +15,21 @@ def parser():
     return p
 
 
+def parse(argv, T=40):
+    p = parser()
+    args = p.parse_args(argv)
+    check_sampler_arguments(p, args, T)
+    return args
+
+
 def test_flags_parse():
-    args = parser().parse_args(["--sampler", "heun,dpmpp_2m", "--steps", "20,3,7", "--max-evals", "30"])
+    args = parse(["--sampler", "heun,dpmpp_2m", "--steps", "20,3,7", "--max-evals", "30"])
     assert args.sampler == ["heun", "dpmpp_2m"] and args.steps == [3, 7, 20] and args.max_evals == 30
-    assert args.sampler_spacing is None
-    defaults = parser().parse_args([])
+    assert args.sampler_spacing is None and not hasattr(args, "default_sampler_steps")
+    defaults = parse([])
     assert defaults.sampler == FEW_STEP and "ddpm" not in FEW_STEP and defaults.steps == [5, 10]
-    assert parser().parse_args(["--sampler", "none"]).sampler == []
+    assert parse([], T=7).steps == [5]                                # the defaults, trimmed to T
+    assert parse(["--sampler", "none"]).sampler == []
 
 
 @pytest.mark.parametrize("argv, flag", [(["--sampler", "dpm"], "--sampler"), (["--sampler", "heun,heun"], "--sampler"),
@@ -34,13 +42,11 @@ def test_bad_flags_fail_at_parse_time(argv, flag, capsys):
     assert flag in capsys.readouterr().err
 
 
-def test_steps_above_T_are_refused(capsys):
-    p = parser()
-    args = p.parse_args(["--steps", "5,50"])
+def test_given_steps_above_T_are_refused(capsys):
     with pytest.raises(SystemExit):
-        check_sampler_arguments(p, args, 40)
+        parse(["--steps", "5,50"], T=40)
     assert "--steps" in capsys.readouterr().err
-    check_sampler_arguments(p, p.parse_args(["--steps", "5,40"]), 40)
+    assert parse(["--steps", "5,40"], T=40).steps == [5, 40]
 
 
 def test_runs_keep_within_the_model_call_budget():
