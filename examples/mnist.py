@@ -15,6 +15,15 @@ samples_ddpm.png, samples_ddim.png, reverse.gif, checkpoint.h5, samples.npz
 for conditional runs), metrics.json. `--resume --fld-draws 8` on a finished
 run only samples and judges again (8 sets per sampler; the FLD of one set of
 1,000 digits moves by several points between noise draws).
+
+The sampler sweep (off unless --sampler is given) runs each --sampler at each
+--steps through GaussianDiffusion.sample, judged like the others (FLD over
+--fld-draws sets, guided accuracy), and writes sampler_quality.png (FLD and
+the right-digit share against model evaluations, one line per sampler, DDPM's
+T steps as the reference), sweep/samples_<sampler>_<steps>.png and a row per
+run in metrics.json (`sampler_runs`). On a finished run:
+
+    python examples/mnist.py --conditional --resume --fld-draws 4 --sampler all --steps 5,7,10,15,20,30,50,100
 """
 import argparse
 import json
@@ -27,6 +36,7 @@ from minidiff import distributed, plotting
 from minidiff.backend import to_host
 from minidiff.data.mnist import get_mnist, to_model_range
 from minidiff.diffusion import GaussianDiffusion
+from minidiff.diffusion.samplers.sweep import add_sampler_arguments, check_sampler_arguments, run_sweep, sweep_runs
 from minidiff.diffusion.guidance import check_guidance_interval
 from minidiff.judge import load_judge
 from minidiff.metrics.frechet import fld, guided_accuracy
@@ -79,7 +89,9 @@ def parse_args(argv=None):
                         "At 1,000 samples one set's FLD moves by several points between noise draws")
     p.add_argument("--judge", default=None, help="LeNet-5 checkpoint (default: cached, trained if missing)")
     p.add_argument("--no-progress", action="store_true")
+    add_sampler_flags(p)
     args = p.parse_args(argv)
+    check_sampler_arguments(p, args, args.num_timesteps)
     args.channel_multipliers = tuple(int(m) for m in args.channel_multipliers.split(","))
     if args.epochs is None:
         args.epochs = 50 if args.conditional else 60
@@ -112,6 +124,69 @@ def parse_args(argv=None):
     if args.out is None:
         args.out = "outputs/mnist_cond" if args.conditional else "outputs/mnist"
     return args
+
+
+def add_sampler_flags(p):
+    """--sampler, --steps, --sampler-spacing, --max-evals (minidiff/diffusion/samplers/sweep.py); no sweep
+    unless --sampler is given."""
+    add_sampler_arguments(p, samplers="none", steps="5,7,10,15,20,30,50,100")
+
+
+def sampler_sweep(args, diffusion, judge, real, want, model_labels, metrics):
+    """Each --sampler at each --steps (at most --max-evals model calls): FLD over --fld-draws sets of --samples
+    digits (the first set from the same noise for every run), the right-digit share when conditional, the
+    time of one set -> rows for metrics.json, sampler_quality.png and sweep/samples_<sampler>_<steps>.png.
+    Guidance as the DDIM runs: --guidance-scale at --ddim-guidance-interval (DDPM: --guidance-interval)."""
+    runs = sweep_runs(args.sampler, args.steps, args.num_timesteps, args.max_evals)
+    if not runs:
+        return []
+    os.makedirs(os.path.join(args.out, "sweep"), exist_ok=True)
+    s = args.guidance_scale if args.conditional else 1.0
+    print(f"sampler sweep: {len(runs)} runs of {args.samples} digits x {args.fld_draws} set(s)")
+    rng = {}
+
+    def sample(name, steps, first=True):
+        if first:                                      # the same noise for every run's first set
+            rng["now"] = np.random.default_rng(args.seed + 10)
+        interval = (args.guidance_interval if name == "ddpm" else args.ddim_guidance_interval) \
+            if args.conditional else None
+        spacing = None if name == "ddpm" else args.sampler_spacing
+        fn = lambda n, lab: diffusion.sample((n, 1, 28, 28), sampler=name, steps=steps, spacing=spacing, labels=lab,
+                                             guidance_scale=s, guidance_interval=interval, rng=rng["now"],
+                                             progress=False)
+        return sample_in_batches(fn, args.samples, args.sample_batch, model_labels)
+
+    def score(name, steps, imgs):
+        sets = [imgs] + [sample(name, steps, first=False) for _ in range(args.fld_draws - 1)]
+        flds = [fld(judge, x, real) for x in sets]
+        row = dict(fld=float(np.mean(flds)), fld_std=float(np.std(flds, ddof=1)) if len(flds) > 1 else None,
+                   fld_draws=flds)
+        if want is not None:
+            accs = [guided_accuracy(judge, x, want) for x in sets]
+            row.update(guided_accuracy=float(np.mean(accs)), guided_accuracy_draws=accs)
+        save_grid(imgs, want, os.path.join(args.out, "sweep", f"samples_{name}_{steps}.png"),
+                  f"{name}, {steps} steps")
+        return row
+
+    rows = run_sweep(runs, sample, score, spacing=args.sampler_spacing)
+    T = args.num_timesteps
+    ddpm = {"fld": metrics.get("fld_ddpm_mean", metrics["fld_ddpm"]),
+            "guided_accuracy": metrics.get("guided_accuracy_ddpm_mean", metrics.get("guided_accuracy_ddpm"))}
+    panels = [("fld", "FLD (lower is better)", True)]
+    if want is not None:
+        panels.append(("guided_accuracy", "judged as the requested digit", False))
+    plotting.plot_sampler_sweep(rows, panels, os.path.join(args.out, "sampler_quality.png"),
+                                references=[(f"DDPM, {T} steps", {k: v for k, v in ddpm.items() if v is not None})],
+                                title=f"MNIST{' conditional, guidance ' + str(s) if want is not None else ''}: "
+                                      f"{args.samples} digits x {args.fld_draws} set(s) per point")
+    return rows
+
+
+def save_grid(imgs, want, path, title):
+    """100 digits as a 10 x 10 grid; conditional runs: a row per requested digit."""
+    if want is not None:
+        imgs = imgs[np.concatenate([np.flatnonzero(want == d)[:10] for d in range(10)])]
+    plotting.image_grid(imgs[:100], path, nrow=10, title=title, row_labels=range(10) if want is not None else None)
 
 
 def sample_in_batches(sample_fn, n, batch, labels=None):
@@ -248,6 +323,7 @@ def main(argv=None):
         metrics["guided_accuracy_ddim"] = guided_accuracy(judge, ddim, want)
     if args.fld_draws > 1:
         metrics.update(further_draws(args, samplers, metrics, judge, real, want, model_labels))
+    metrics["sampler_runs"] = sampler_sweep(args, diffusion, judge, real, want, model_labels, metrics)
     metrics["total_time_s"] = time.perf_counter() - t_start
 
     # --- save -------------------------------------------------------------

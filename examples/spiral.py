@@ -12,9 +12,12 @@ here is fast: 400 epochs instead of 100, and an EMA of the weights (0.999);
 with the anchor's 100 epochs and no EMA, DDPM lands near the anchor's 0.015.
 DDIM uses `trailing` spacing (its first step at t = T-1).
 
+Then the sampler sweep: every --sampler at every --steps (default: all few-step
+samplers at 5, 10, 20, 40 steps), the mean distance against model evaluations.
+
 Writes into --out: loss.png, forward.png, reverse.gif, samples.png,
-distance.png, checkpoint.h5, samples.npz (arrays `ddpm`, `ddim`, each (N, 2)),
-metrics.json.
+distance.png, sampler_distance.png, checkpoint.h5, samples.npz (arrays `ddpm`,
+`ddim`, each (N, 2)), metrics.json (`sampler_runs`: a row per sweep run).
 """
 import argparse
 import json
@@ -26,6 +29,7 @@ import numpy as np
 from minidiff import distributed, plotting
 from minidiff.data.toy2d import make_spiral
 from minidiff.diffusion import GaussianDiffusion
+from minidiff.diffusion.samplers.sweep import add_sampler_arguments, check_sampler_arguments, run_sweep, sweep_runs
 from minidiff.metrics.spiral import distance_per_timestep, mean_spiral_distance
 from minidiff.models import MLP
 from minidiff.optim import EMA, Adam
@@ -56,7 +60,37 @@ def parse_args(argv=None):
     p.add_argument("--ddim-spacing", default="trailing", choices=["linspace", "leading", "trailing"],
                    help="which DDIM timesteps (trailing starts at t = T-1)")
     p.add_argument("--no-progress", action="store_true")
-    return p.parse_args(argv)
+    add_sampler_flags(p)
+    args = p.parse_args(argv)
+    check_sampler_arguments(p, args, args.num_timesteps)
+    return args
+
+
+def add_sampler_flags(p):
+    """--sampler, --steps, --sampler-spacing, --max-evals (minidiff/diffusion/samplers/sweep.py)."""
+    add_sampler_arguments(p, samplers="all", steps="5,10,20,40")
+
+
+def sampler_sweep(args, diffusion, d_ddpm):
+    """Each --sampler at each --steps, from the same noise: the mean spiral distance against model
+    evaluations -> rows for metrics.json, and sampler_distance.png with DDPM's T steps as the reference."""
+    runs = sweep_runs(args.sampler, args.steps, args.num_timesteps, args.max_evals)
+    if not runs:
+        return []
+    print(f"sampler sweep ({args.samples} points, the same noise for every run):")
+
+    def sample(name, steps):
+        spacing = None if name == "ddpm" else args.sampler_spacing
+        return diffusion.sample((args.samples, 2), sampler=name, steps=steps, spacing=spacing, rng=args.seed + 4,
+                                progress=False)
+
+    rows = run_sweep(runs, sample, lambda name, steps, x: dict(mean_distance=mean_spiral_distance(x)),
+                     spacing=args.sampler_spacing)
+    plotting.plot_sampler_sweep(rows, [("mean_distance", "mean distance to the spiral", True)],
+                                os.path.join(args.out, "sampler_distance.png"),
+                                references=[(f"DDPM, {args.num_timesteps} steps", {"mean_distance": d_ddpm})],
+                                title=f"spiral: {args.samples} samples per run")
+    return rows
 
 
 def main(argv=None):
@@ -132,13 +166,14 @@ def main(argv=None):
                          ylabel="mean distance to spiral", title="DDPM reverse process", logy=True, invert_x=True)
     titles = [f"t = {t}" for t in range(T - 1, -1, -1)]
     plotting.scatter_gif(xs[1:], x0_hats, titles, os.path.join(args.out, "reverse.gif"), lim=1.6)
+    sweep = sampler_sweep(args, diffusion, d_ddpm)
 
     metrics = dict(ddpm_mean_distance=d_ddpm, ddim_mean_distance=d_ddim, ddim_steps=args.ddim_steps, eta=args.eta,
                    ddim_spacing=args.ddim_spacing,
                    heldout_data_mean_distance=d_data, gaussian_noise_mean_distance=d_noise,
                    samples=args.samples, epochs=len(history["train_loss"]),
                    final_train_loss=history["train_loss"][-1], final_val_loss=history["val_loss"][-1],
-                   train_time_s=train_time, sample_time_s=sample_time,
+                   train_time_s=train_time, sample_time_s=sample_time, sampler_runs=sweep,
                    total_time_s=time.perf_counter() - t_start)
     with open(os.path.join(args.out, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)

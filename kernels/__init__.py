@@ -13,7 +13,8 @@ Numba CUDA versions (the same names in each):
                  lanes.py, cuda.py
     resblock/    a ResBlock under no_grad: cpu.py (conv -> GroupNorm+SiLU -> conv on the conv lines), lanes.py
     attention/   multi-head softmax(q k^T / sqrt(d)) v: reference.py, cpu.py, cuda.py
-    sampling/    fused DDPM / DDIM steps: reference.py (with the shared coefficients), cpu.py, cuda.py
+    sampling/    fused DDPM / DDIM steps and the few-step samplers' shared step: reference.py (with the
+                 shared coefficients), solvers.py (DPM-Solver++, Euler, Heun coefficients), cpu.py, cuda.py
     adam/        Adam's parameter update in one pass: reference.py, cpu.py, cuda.py
     lines/       the image-lanes layout: geometry.py, activation.py (OnLines), copies.py (onto / off lanes)
     runtime/     numba_threads.py, blas_threads.py, heap.py, scratch.py, fast_exp.py, cuda_launch.py
@@ -29,13 +30,15 @@ docs/kernels.md is a guided tour. Numba is imported on first use only.
 from .lines.activation import OnLines
 from .ops import (adam_step, attention_backward, attention_forward, concat_channels, conv2d_backward,
                   conv2d_forward, conv3x3_shared_backward, conv3x3_shared_forward, conv_shape, ddim_step,
-                  ddpm_step, groupnorm_silu_backward, groupnorm_silu_forward, lanes_fit, resblock_forward,
-                  split_channels, to_array, to_lanes, upsample_conv3x3_backward, upsample_conv3x3_forward)
+                  ddpm_step, dpmpp_step, euler_ancestral_step, euler_step, groupnorm_silu_backward,
+                  groupnorm_silu_forward, heun_step, lanes_fit, resblock_forward, solver_step, split_channels,
+                  to_array, to_lanes, upsample_conv3x3_backward, upsample_conv3x3_forward)
 from .route import backend_name, reference_forced, reference_mode, use_reference
 
 __all__ = ["conv2d_forward", "conv2d_backward", "conv_shape", "conv3x3_shared_forward", "conv3x3_shared_backward",
            "upsample_conv3x3_forward", "upsample_conv3x3_backward",
            "groupnorm_silu_forward", "groupnorm_silu_backward", "resblock_forward",
-           "attention_forward", "attention_backward", "ddpm_step", "ddim_step", "adam_step",
+           "attention_forward", "attention_backward", "ddpm_step", "ddim_step", "solver_step", "dpmpp_step",
+           "euler_step", "euler_ancestral_step", "heun_step", "adam_step",
            "concat_channels", "split_channels", "lanes_fit", "to_lanes", "to_array", "OnLines",
            "use_reference", "reference_mode", "reference_forced", "backend_name"]

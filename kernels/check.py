@@ -97,6 +97,20 @@ def ddim_case(rng, shape, dtype=np.float32, eta=1.0, noise=True, xp=np):
     return (x_t, eps, *(xp.asarray(c.astype(dtype)) for c in (abar, abar_next, sigma)), z)
 
 
+def solver_case(rng, shape, dtype=np.float32, n_hist=2, noise=True, separate_eval=False, xp=np):
+    """(x_eval, model_out, x, x0_prev, a, b, cx, c0, c1, c2, sigma, z) for solver_step, per-sample (B,)
+    coefficients; x is x_eval itself unless separate_eval (Heun's corrector)."""
+    B = shape[0]
+    x_eval = _randn(rng, shape, dtype, xp, 1.5)                       # (B, ...), some x0_hat clip
+    x = _randn(rng, shape, dtype, xp) if separate_eval else x_eval
+    out = _randn(rng, shape, dtype, xp)
+    hist = tuple(_randn(rng, shape, dtype, xp, 0.5) for _ in range(n_hist))
+    coefs = [xp.asarray(rng.uniform(lo, hi, B).astype(dtype)) for lo, hi in
+             ((0.5, 2.0), (-1.5, 1.5), (0.1, 1.0), (0.2, 1.2), (-0.8, 0.8), (-0.4, 0.4), (0.0, 0.6))]
+    z = _randn(rng, shape, dtype, xp) if noise else None
+    return (x_eval, out, x, hist, *coefs, z)
+
+
 def _assert_raises(exc, match, fn, *args):
     """fn(*args) raises exc whose message contains `match`."""
     try:

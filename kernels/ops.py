@@ -16,6 +16,9 @@ the convolutions the shape specialisation (conv_shape):
     resblock_forward (no_grad)  the layer ops in turn      resblock/cpu.py        the layer ops      resblock/lanes.py
     attention                   attention/reference.py     attention/cpu.py       attention/cuda.py -
     ddpm_step, ddim_step        sampling/reference.py      sampling/cpu.py        sampling/cuda.py -
+    solver_step                 sampling/reference.py      sampling/cpu.py        sampling/cuda.py -
+      dpmpp_step, euler_step, euler_ancestral_step, heun_step: their coefficients (sampling/solvers.py),
+      then solver_step
     adam_step                   adam/reference.py          adam/cpu.py            adam/cuda.py     -
 
 Every operation has a reference, and every call returns a result (never None).
@@ -31,7 +34,8 @@ from .conv.reference_3x3 import conv3x3_backward_reference, conv3x3_forward_refe
 from .groupnorm.reference import groupnorm_silu_backward_reference, groupnorm_silu_forward_reference
 from .lines.activation import OnLines
 from .route import CPU, CUDA, LINES, route
-from .sampling.reference import ddim_step_reference, ddpm_step_reference
+from .sampling import solvers
+from .sampling.reference import ddim_step_reference, ddpm_step_reference, solver_step_reference
 from .upconv.reference import upsample_conv3x3_backward_reference, upsample_conv3x3_forward_reference
 from .xp import get_xp
 
@@ -380,6 +384,64 @@ def ddim_step(x_t, eps_hat, abar, abar_next, sigma, z=None, clip=True, out=None,
     else:
         step = ddim_step_reference
     return step(x_t, eps_hat, abar, abar_next, sigma, z=z, clip=clip, out=out, x0_out=x0_out)
+
+
+def solver_step(x_eval, model_out, x, x0_prev, a, b, cx, c0, c1, c2, sigma, z=None, clip=True, out=None,
+                x0_out=None):
+    """(x_next, x0_hat) of the few-step samplers' shared update; see sampling/reference.py:
+    x0_hat = clip(a x_eval + b model_out), x_next = cx x + c0 x0_hat + c1 x0_prev[0] + c2 x0_prev[1] + sigma z."""
+    family = route(x_eval, model_out, x, *x0_prev, z, out, x0_out)
+    if family is CPU:
+        from .sampling.cpu import solver_step_cpu as step
+    elif family is CUDA:
+        from .sampling.cuda import solver_step_cuda as step
+    else:
+        step = solver_step_reference
+    return step(x_eval, model_out, x, x0_prev, a, b, cx, c0, c1, c2, sigma, z=z, clip=clip, out=out, x0_out=x0_out)
+
+
+def dpmpp_step(x_t, model_out, abar_t, abar_next, objective="eps", x0_prev=(), lambda_prev=(), eta=0.0, z=None,
+               clip=True, out=None, x0_out=None):
+    """(x_next, x0_hat) of DPM-Solver++'s multistep update of order 1 + len(x0_prev) (eta > 0: the SDE
+    variant, which adds sigma z); x0_prev / lambda_prev: the earlier x0_hats and their log-SNRs, most
+    recent first. See sampling/solvers.py, dpmpp_coefficients."""
+    if len(x0_prev) != len(lambda_prev):
+        raise ValueError(f"lambda_prev: expected one log-SNR per earlier x0_hat ({len(x0_prev)}), "
+                         f"got {len(lambda_prev)}")
+    cx, c0, c1, c2, sigma = solvers.dpmpp_coefficients(abar_t, abar_next, lambda_prev, eta)
+    if sigma > 0 and z is None:
+        raise ValueError("z: the SDE update (eta > 0) needs noise z")
+    a, b = solvers.x0_coefficients(objective, abar_t)
+    return solver_step(x_t, model_out, x_t, x0_prev, a, b, cx, c0, c1, c2, sigma, z=z if sigma > 0 else None,
+                       clip=clip, out=out, x0_out=x0_out)
+
+
+def euler_step(x_t, model_out, abar_t, abar_next, objective="eps", clip=True, out=None, x0_out=None):
+    """(x_next, x0_hat) of an Euler step on the probability-flow ODE; see sampling/solvers.py."""
+    cx, c0 = solvers.euler_coefficients(abar_t, abar_next)
+    a, b = solvers.x0_coefficients(objective, abar_t)
+    return solver_step(x_t, model_out, x_t, (), a, b, cx, c0, 0.0, 0.0, 0.0, clip=clip, out=out, x0_out=x0_out)
+
+
+def euler_ancestral_step(x_t, model_out, abar_t, abar_next, z, objective="eps", eta=1.0, clip=True, out=None,
+                         x0_out=None):
+    """(x_next, x0_hat) of an Euler ancestral step (noise z of std alpha_next s_up); see sampling/solvers.py."""
+    cx, c0, sigma = solvers.euler_ancestral_coefficients(abar_t, abar_next, eta)
+    a, b = solvers.x0_coefficients(objective, abar_t)
+    if sigma > 0 and z is None:
+        raise ValueError("z: the ancestral step (eta > 0, abar_next < 1) needs noise z")
+    return solver_step(x_t, model_out, x_t, (), a, b, cx, c0, 0.0, 0.0, sigma, z=z if sigma > 0 else None,
+                       clip=clip, out=out, x0_out=x0_out)
+
+
+def heun_step(x_t, x_pred, model_out, x0_hat, abar_t, abar_next, objective="eps", clip=True, out=None,
+              x0_out=None):
+    """(x_next, x0_hat') of Heun's corrector: x_pred is euler_step's result, x0_hat its data prediction,
+    model_out the model at (x_pred, t_next), x0_hat' the data prediction from it; see sampling/solvers.py."""
+    cx, c0, c1 = solvers.heun_coefficients(abar_t, abar_next)
+    a, b = solvers.x0_coefficients(objective, abar_next)
+    return solver_step(x_pred, model_out, x_t, (x0_hat,), a, b, cx, c0, c1, 0.0, 0.0, clip=clip, out=out,
+                       x0_out=x0_out)
 
 
 # --- optimiser -----------------------------------------------------------------------------------

@@ -109,6 +109,40 @@ def plot_curves(curves, path, xlabel, ylabel, title=None, logy=False, invert_x=F
     plt.close(fig)
 
 
+def plot_sampler_sweep(rows, panels, path, references=(), title=None):
+    """Scores against model evaluations, one line per sampler (log x axis) -> PNG.
+
+    rows: dicts with 'sampler', 'model_evaluations' and the scores; panels: [(key, y label, log y)];
+    references: [(label, {key: value})] drawn as dashed horizontal lines (e.g. DDPM's T steps).
+    """
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.0 * len(panels), 4.2), squeeze=False)
+    samplers = list(dict.fromkeys(r["sampler"] for r in rows))
+    for ax, (key, ylabel, logy) in zip(axes[0], panels):
+        for name in samplers:
+            pts = sorted((r["model_evaluations"], r[key]) for r in rows if r["sampler"] == name and key in r)
+            if pts:
+                ax.plot(*zip(*pts), "o-", ms=3, label=name)
+        for label, values in references:
+            if key in values:
+                ax.axhline(values[key], ls="--", color="0.4", lw=1, label=label)
+        ax.set_xscale("log")
+        evals = sorted({r["model_evaluations"] for r in rows})
+        ax.set_xticks(evals, [str(e) for e in evals], fontsize=8)
+        ax.tick_params(axis="x", which="minor", bottom=False, labelbottom=False)
+        if logy:
+            ax.set_yscale("log")
+        ax.set_xlabel("model evaluations")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def tile(images, nrow):
     """(N, C, H, W) in [-1, 1] -> one (rows*(H+2), cols*(W+2), C) canvas in [0, 1], 1-pixel white borders."""
     imgs = np.clip((to_host(images) + 1) / 2, 0, 1)

@@ -1,8 +1,9 @@
-"""Fused DDPM/DDIM reverse steps on the CPU (Numba); maths and arguments as in sampling/reference.py."""
+"""Fused reverse steps on the CPU (Numba): DDPM, DDIM and the solvers' step; maths and arguments as in
+sampling/reference.py."""
 import numpy as np
 from numba import njit
 
-from .reference import ddim_coefficients, ddpm_coefficients, prepare_step
+from .reference import ddim_coefficients, ddpm_coefficients, prepare_solver_step, prepare_step, solver_coefficients
 
 
 # Loop mapping: one pass over sample b's row of D values with its coefficients
@@ -47,6 +48,31 @@ def ddim_step_kernel(x_t, eps, a, bm, sa, s1a, san, dirc, sigma, z, clip, has_no
             xnext_b[d] = new
 
 
+# Loop mapping: as ddpm_step_kernel, one row b at a time, element d within it; element d
+# reads x_eval, out, x, the earlier x0_hats and z at d and writes x0 and x_next at d only,
+# so x_next may be x or x_eval (in place). n_hist earlier x0_hats are used (0, 1 or 2;
+# the absent ones are placeholders that are never read).
+@njit(cache=True)
+def solver_step_kernel(x_eval, out, x, h1, h2, z, a, b, cx, c0, c1, c2, sigma, clip, n_hist, has_noise,
+                       x_next, x0):
+    for r in range(x_eval.shape[0]):
+        xe_r, out_r, x_r, h1_r, h2_r, z_r = x_eval[r], out[r], x[r], h1[r], h2[r], z[r]   # (D,) rows
+        xnext_r, x0_r = x_next[r], x0[r]
+        for d in range(np.uint64(x_eval.shape[1])):
+            x0v = a[r] * xe_r[d] + b[r] * out_r[d]
+            if clip:
+                x0v = min(max(x0v, -1.0), 1.0)
+            new = cx[r] * x_r[d] + c0[r] * x0v
+            if n_hist > 0:
+                new += c1[r] * h1_r[d]
+            if n_hist > 1:
+                new += c2[r] * h2_r[d]
+            if has_noise:
+                new += sigma[r] * z_r[d]
+            x0_r[d] = x0v
+            xnext_r[d] = new
+
+
 def ddpm_step_cpu(x_t, eps_hat, sqrt_recip_abar, sqrt_recipm1_abar, c1, c2, sigma,
                   z=None, clip=True, out=None, x0_out=None):
     """(x_prev, x0_hat) in one pass; see sampling.ddpm_step_reference."""
@@ -62,4 +88,16 @@ def ddim_step_cpu(x_t, eps_hat, abar, abar_next, sigma, z=None, clip=True, out=N
     x, eps, z, out, x0_out, x_next, x0 = prepare_step(x_t, eps_hat, z, out, x0_out)
     coefs = ddim_coefficients(abar, abar_next, sigma, x.shape[0], x)  # 7 x (B,)
     ddim_step_kernel(x, eps, *coefs, x if z is None else z, bool(clip), z is not None, x_next, x0)
+    return out, x0_out
+
+
+def solver_step_cpu(x_eval, model_out, x, x0_prev, a, b, cx, c0, c1, c2, sigma,
+                    z=None, clip=True, out=None, x0_out=None):
+    """(x_next, x0_hat) in one pass; see sampling.solver_step_reference."""
+    xe, mo, xb, hist, z, out, x0_out, x_next, x0 = prepare_solver_step(x_eval, model_out, x, x0_prev, z, out,
+                                                                       x0_out)
+    coefs = solver_coefficients(a, b, cx, c0, c1, c2, sigma, xe.shape[0], xe)      # 7 x (B,)
+    h1, h2 = (hist + (xb, xb))[:2]                                                 # placeholders: never read
+    solver_step_kernel(xe, mo, xb, h1, h2, xb if z is None else z, *coefs, bool(clip), len(hist),
+                       z is not None, x_next, x0)
     return out, x0_out

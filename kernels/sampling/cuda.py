@@ -1,4 +1,5 @@
-"""Fused DDPM/DDIM reverse steps as Numba CUDA kernels; maths and arguments as in sampling/reference.py.
+"""Fused reverse steps as Numba CUDA kernels: DDPM, DDIM and the solvers' step; maths and arguments as in
+sampling/reference.py.
 
 Arrays are CuPy (zero-copy through `__cuda_array_interface__`) or NumPy under
 the CUDA simulator.
@@ -6,7 +7,7 @@ the CUDA simulator.
 from numba import cuda
 
 from ..runtime.cuda_launch import TPB, as_kernel_arg, blocks_for
-from .reference import ddim_coefficients, ddpm_coefficients, prepare_step
+from .reference import ddim_coefficients, ddpm_coefficients, prepare_solver_step, prepare_step, solver_coefficients
 
 
 # Thread mapping: one thread per element n = b*D + d of (B, D); it reads
@@ -51,6 +52,30 @@ def ddim_step_kernel(x_t, eps, a, bm, sa, s1a, san, dirc, sigma, z, clip, has_no
     x_next[b, d] = new
 
 
+# Thread mapping: one thread per element n = b*D + d, as ddpm_step_kernel; it reads the
+# inputs at (b, d) and writes x0 and x_next there only. n_hist of h1, h2 are read.
+@cuda.jit
+def solver_step_kernel(x_eval, out, x, h1, h2, z, a, b, cx, c0, c1, c2, sigma, clip, n_hist, has_noise,
+                       x_next, x0):
+    n = cuda.grid(1)
+    B, D = x_eval.shape
+    if n >= B * D:
+        return
+    r, d = n // D, n % D
+    x0v = a[r] * x_eval[r, d] + b[r] * out[r, d]
+    if clip:
+        x0v = min(max(x0v, -1.0), 1.0)
+    new = cx[r] * x[r, d] + c0[r] * x0v
+    if n_hist > 0:
+        new += c1[r] * h1[r, d]
+    if n_hist > 1:
+        new += c2[r] * h2[r, d]
+    if has_noise:
+        new += sigma[r] * z[r, d]
+    x0[r, d] = x0v
+    x_next[r, d] = new
+
+
 def ddpm_step_cuda(x_t, eps_hat, sqrt_recip_abar, sqrt_recipm1_abar, c1, c2, sigma,
                    z=None, clip=True, out=None, x0_out=None):
     """(x_prev, x0_hat) in one kernel launch; see sampling.ddpm_step_reference."""
@@ -70,4 +95,17 @@ def ddim_step_cuda(x_t, eps_hat, abar, abar_next, sigma, z=None, clip=True, out=
     args = [x, eps, *coefs, x if z is None else z]
     ddim_step_kernel[blocks_for(x.size), TPB](*map(as_kernel_arg, args), bool(clip), z is not None,
                                               as_kernel_arg(x_next), as_kernel_arg(x0))
+    return out, x0_out
+
+
+def solver_step_cuda(x_eval, model_out, x, x0_prev, a, b, cx, c0, c1, c2, sigma,
+                     z=None, clip=True, out=None, x0_out=None):
+    """(x_next, x0_hat) in one kernel launch; see sampling.solver_step_reference."""
+    xe, mo, xb, hist, z, out, x0_out, x_next, x0 = prepare_solver_step(x_eval, model_out, x, x0_prev, z, out,
+                                                                       x0_out)
+    coefs = solver_coefficients(a, b, cx, c0, c1, c2, sigma, xe.shape[0], xe)      # 7 x (B,)
+    h1, h2 = (hist + (xb, xb))[:2]                                                 # placeholders: never read
+    args = [xe, mo, xb, h1, h2, xb if z is None else z, *coefs]
+    solver_step_kernel[blocks_for(xe.size), TPB](*map(as_kernel_arg, args), bool(clip), len(hist), z is not None,
+                                                 as_kernel_arg(x_next), as_kernel_arg(x0))
     return out, x0_out

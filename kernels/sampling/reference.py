@@ -1,18 +1,21 @@
-"""Fused reverse-step updates for DDPM and DDIM: the plain `xp` references.
+"""Fused reverse-step updates: the plain `xp` references.
 
-One reverse step reads x_t and eps_hat once and writes x_prev and x0_hat once
-(docs/equations.md writes them out). Numba CPU and CUDA versions of the same
-update are in sampling/cpu.py and sampling/cuda.py; all three share the
-argument handling below. Per-sample coefficients are (B,) arrays (or scalars);
-x is (B, ...) and is viewed as (B, D) inside.
+One reverse step reads x_t and the model's output once and writes x_prev and
+x0_hat once (docs/equations.md writes them out). Numba CPU and CUDA versions of
+the same updates are in sampling/cpu.py and sampling/cuda.py; all three share
+the argument handling below. Per-sample coefficients are (B,) arrays (or
+scalars); x is (B, ...) and is viewed as (B, D) inside.
 
     x0_hat = clip(sqrt_recip_abar x_t - sqrt_recipm1_abar eps_hat, -1, 1)
     DDPM:  x_prev = c1 x0_hat + c2 x_t + sigma z
     DDIM:  eps    = (x_t - sqrt(abar) x0_hat) / sqrt(1 - abar)      (when clipped)
            x_next = sqrt(abar_next) x0_hat + sqrt(1 - abar_next - sigma^2) eps + sigma z
+    solver (DPM-Solver++, Euler, Heun, Euler ancestral; coefficients from sampling/solvers.py):
+           x0_hat = clip(a x_eval + b out, -1, 1)
+           x_next = cx x + c0 x0_hat + c1 x0_1 + c2 x0_2 + sigma z
 
 Outputs: `out` (x_prev / x_next) may be x_t itself (the update is elementwise,
-so it runs in place); `x0_out` must not alias x_t or eps_hat. z=None: no noise.
+so it runs in place); `x0_out` must not alias an input. z=None: no noise.
 """
 from ..xp import get_xp
 
@@ -97,5 +100,52 @@ def ddim_step_reference(x_t, eps_hat, abar, abar_next, sigma, z=None, clip=True,
         xp.clip(x0, -1, 1, out=x0)
         eps = (x - sa * x0) / s1a                                      # (B, D), re-derived
     new = san * x0 + dirc * eps                                        # (B, D)
+    x_next[...] = new if z is None else new + sigma * z
+    return out, x0_out
+
+
+def prepare_solver_step(x_eval, model_out, x, x0_prev, z, out, x0_out):
+    """prepare_step for solver_step: also checks x and the earlier x0_hats (0 to 2 of them)
+    -> (x_eval, model_out, x, x0_prev, z) as (B, D) views, out, x0_out, and their (B, D) views."""
+    x0_prev = tuple(x0_prev)
+    if len(x0_prev) > 2:
+        raise ValueError(f"x0_prev: expected at most 2 earlier x0_hat arrays, got {len(x0_prev)}")
+    for name, a in [("x", x)] + [(f"x0_prev[{k}]", h) for k, h in enumerate(x0_prev)]:
+        if a is None or tuple(a.shape) != tuple(x_eval.shape) or a.dtype != x_eval.dtype:
+            raise ValueError(f"{name}: expected shape {tuple(x_eval.shape)} and dtype {x_eval.dtype}, "
+                             f"got {getattr(a, 'shape', None)} and {getattr(a, 'dtype', None)}")
+    if x0_out is not None and any(x0_out is a for a in (x, *x0_prev)):
+        raise ValueError("x0_out: must not be x or an earlier x0_hat (they are read after x0_hat is written)")
+    xe, mo, z, out, x0_out, x_next, x0 = prepare_step(x_eval, model_out, z, out, x0_out)
+    B = xe.shape[0]
+    xp = get_xp(x_eval)
+    flat = lambda a: xp.ascontiguousarray(a).reshape(B, -1)                 # (B, D)
+    return xe, mo, flat(x), tuple(flat(h) for h in x0_prev), z, out, x0_out, x_next, x0
+
+
+def solver_coefficients(a, b, cx, c0, c1, c2, sigma, B, like):
+    """The seven solver coefficients as (B,) arrays in the dtype and module of `like`."""
+    return [per_sample(c, B, like, n) for c, n in (
+        (a, "a"), (b, "b"), (cx, "cx"), (c0, "c0"), (c1, "c1"), (c2, "c2"), (sigma, "sigma"))]
+
+
+def solver_step_reference(x_eval, model_out, x, x0_prev, a, b, cx, c0, c1, c2, sigma,
+                          z=None, clip=True, out=None, x0_out=None):
+    """(x_next, x0_hat): x0_hat = clip(a x_eval + b out), x_next = cx x + c0 x0_hat + c1 x0_1 + c2 x0_2 + sigma z.
+
+    x0_prev: a tuple of 0, 1 or 2 earlier x0_hat arrays (x0_1, x0_2); their coefficients
+    beyond its length are ignored. sampling/solvers.py gives the coefficients of each sampler.
+    """
+    xp = get_xp(x_eval)
+    xe, mo, xb, hist, z, out, x0_out, x_next, x0 = prepare_solver_step(x_eval, model_out, x, x0_prev, z, out,
+                                                                       x0_out)
+    B = xe.shape[0]
+    a, b, cx, c0, c1, c2, sigma = (c[:, None] for c in solver_coefficients(a, b, cx, c0, c1, c2, sigma, B, xe))
+    x0[...] = a * xe + b * mo                                          # (B, D)
+    if clip:
+        xp.clip(x0, -1, 1, out=x0)
+    new = cx * xb + c0 * x0                                            # (B, D)
+    for c, h in zip((c1, c2), hist):
+        new = new + c * h
     x_next[...] = new if z is None else new + sigma * z
     return out, x0_out

@@ -2,7 +2,8 @@
 
 Timesteps are 0-based, t in {0..T-1}, abar_{-1} = 1 (docs/equations.md).
 All schedule buffers are computed once in float64 and stored in the model
-dtype on the device. The DDIM methods come from `DDIMMixin` (ddim.py).
+dtype on the device. The DDIM methods come from `DDIMMixin` (ddim.py), the
+front door to every sampler, `sample`, from `SampleMixin` (samplers/sample.py).
 """
 import numbers
 
@@ -11,6 +12,7 @@ import numpy as np
 from ..backend import as_rng, check_float_dtype, device_module, get_xp, randn, to_host
 from .ddim import DDIMMixin
 from .guidance import check_guidance_interval, check_guidance_scale, guided_forward, scale_at
+from .samplers.sample import SampleMixin
 from .schedules import make_betas
 
 OBJECTIVES = ("eps", "x0", "v")
@@ -60,7 +62,7 @@ def diffusion_buffers(betas):
     )
 
 
-class GaussianDiffusion(DDIMMixin):
+class GaussianDiffusion(DDIMMixin, SampleMixin):
     """GaussianDiffusion(model, T; schedule, objective, variance, ...): q and p of DDPM.
 
     model.forward(x, t[, labels]) -> output shaped like x, the prediction of

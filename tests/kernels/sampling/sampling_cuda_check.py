@@ -1,4 +1,4 @@
-"""The fused DDPM / DDIM step CUDA kernels (kernels/sampling/cuda.py) vs their references
+"""The fused DDPM / DDIM / solver step CUDA kernels (kernels/sampling/cuda.py) vs their references
 (kernels/sampling/reference.py) under Numba's CUDA simulator.
 
 Run by tests/kernels/test_cuda_simulator.py in a process with NUMBA_ENABLE_CUDASIM=1
@@ -14,7 +14,7 @@ if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
 
 from numba import config  # noqa: E402
 
-from minidiff.kernels.check import check_kernel, ddim_case, ddpm_case  # noqa: E402
+from minidiff.kernels.check import check_kernel, ddim_case, ddpm_case, solver_case  # noqa: E402
 from minidiff.kernels.sampling import cuda as sampling_cuda  # noqa: E402
 from minidiff.kernels.sampling import reference as sampling  # noqa: E402
 
@@ -53,3 +53,25 @@ def test_steps_without_noise_and_in_place():
     np.testing.assert_allclose(x_t, want, rtol=1e-5, atol=1e-6)
     check_kernel(sampling_cuda.ddim_step_cuda, sampling.ddim_step_reference,
                  ddim_case(rng, (2, 3, 4), noise=False))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n_hist", [0, 1, 2])
+@pytest.mark.parametrize("clip", [True, False])
+def test_solver_step_matches_reference(dtype, n_hist, clip):
+    rng = np.random.default_rng(8)
+    x_next, x0 = check_kernel(sampling_cuda.solver_step_cuda, sampling.solver_step_reference,
+                              solver_case(rng, (2, 1, 5, 7), dtype, n_hist), {"clip": clip})
+    assert x_next.dtype == x0.dtype == dtype and x_next.shape == (2, 1, 5, 7)
+
+
+def test_solver_step_heun_form_without_noise_in_place():
+    """x_eval != x (Heun's corrector), no noise, x_next written over x_eval."""
+    rng = np.random.default_rng(9)
+    case = solver_case(rng, (3, 4, 5), np.float64, 1, noise=False, separate_eval=True)
+    want, x0_want = sampling.solver_step_reference(*case)
+    x_eval = case[0].copy()
+    got, x0 = sampling_cuda.solver_step_cuda(x_eval, *case[1:], out=x_eval)
+    assert got is x_eval
+    np.testing.assert_allclose(x_eval, want, rtol=1e-12)
+    np.testing.assert_allclose(x0, x0_want, rtol=1e-12)
