@@ -2,9 +2,10 @@
 
 Same weights (one seed), same data, same t and noise: minidiff.backend.randn draws
 on the host and copies, so a seeded run is the same run on either device. The
-CPU side runs the Numba CPU kernels (on image lanes at batch 64), the GPU side
-the Numba CUDA kernels and cuBLAS: the sums run in other orders, so float64
-agrees to rounding and float32 to its own, looser, tolerance.
+host side runs minidiff's plain NumPy path (kernels.reference_mode: no Numba CPU
+kernels to compile on the GPU machine), the GPU side the Numba CUDA kernels and
+cuBLAS: the sums run in other orders, so float64 agrees to rounding and float32
+to its own, looser, tolerance.
 """
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from cuda_gate import require_cuda
 cp = require_cuda()
 pytestmark = pytest.mark.gpu
 
+from minidiff import kernels  # noqa: E402
 from minidiff.backend import to_host  # noqa: E402
 from minidiff.diffusion import GaussianDiffusion  # noqa: E402
 from minidiff.models import UNet  # noqa: E402
@@ -51,7 +53,9 @@ def _train_step(dtype, device):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_unet_train_step_on_cupy_matches_numpy(dtype):
-    host, dev = _train_step(dtype, "cpu"), _train_step(dtype, "cuda")
+    with kernels.reference_mode():
+        host = _train_step(dtype, "cpu")
+    dev = _train_step(dtype, "cuda")
     f64 = dtype == np.float64
     np.testing.assert_allclose(dev[0], host[0], rtol=1e-10 if f64 else 1e-5)          # the loss
     np.testing.assert_allclose(dev[1], host[1], rtol=1e-9 if f64 else 1e-3,
@@ -79,7 +83,9 @@ def _samples(dtype, device):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_guided_sampling_on_cupy_matches_numpy(dtype):
-    host, dev = _samples(dtype, "cpu"), _samples(dtype, "cuda")
+    with kernels.reference_mode():
+        host = _samples(dtype, "cpu")
+    dev = _samples(dtype, "cuda")
     for name, h, d in zip(("ddpm", "ddim"), host, dev):
         assert d.shape == (16, 1, 28, 28) and d.dtype == dtype
         if dtype == np.float64:
