@@ -9,7 +9,7 @@ output; DIR/logs/<step>.log has all of it), rewritten after every step so that a
 slot that ends early still leaves what was done:
 
     detect    nvidia-smi: the GPU, its driver, the CUDA version the driver supports
-    install   a venv, then `uv pip install -e ".[gpu]" "torch==2.10.*"` in one resolve (uv from
+    install   a venv, then `uv pip install -e ".[gpu]" "torch==2.10.*" pytest` in one resolve (uv from
               PyPI into the venv first: parallel downloads and unpacking of the ~4.5 GB of
               wheels; --installer pip does the same with pip, about 100 s slower)
     device    CuPy sees the GPU, numba-cuda imports, torch sees CUDA; the versions
@@ -88,16 +88,16 @@ def steps(args):
     out = args.out
     if args.installer == "uv":
         install = [[sys.executable, "-m", "venv", args.venv], [py, "-m", "pip", "install", "-q", "uv"],
-                   [py, "-m", "uv", "pip", "install", "--python", py, "-e", ".[gpu]", TORCH_SPEC]]
+                   [py, "-m", "uv", "pip", "install", "--python", py, "-e", ".[gpu]", TORCH_SPEC, "pytest>=7"]]
     else:
         install = [[sys.executable, "-m", "venv", args.venv], [py, "-m", "pip", "install", "-q", "--upgrade", "pip"],
-                   [py, "-m", "pip", "install", "-e", ".[gpu]", TORCH_SPEC]]
+                   [py, "-m", "pip", "install", "-e", ".[gpu]", TORCH_SPEC, "pytest>=7"]]
     return [
         Step("detect", "other", [["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
                                   "--format=csv,noheader"], ["nvidia-smi"]],
              "the GPU and its driver (nvidia-smi)", 30, gpu=False),
         Step("install", "install", [] if args.no_install else install,
-             f"a venv at {args.venv} with minidiff[gpu] and {TORCH_SPEC}", 900),
+             f"a venv at {args.venv} with minidiff[gpu], {TORCH_SPEC} and pytest", 900),
         Step("device", "other", [[py, "-c", DEVICE_PROBE]], "CuPy sees the GPU, numba-cuda and torch CUDA import",
              120, needs=("install",)),
         Step("compile", "compile", [[py, "-m", "minidiff.bench", "--device", "cuda", "--compile-only",
