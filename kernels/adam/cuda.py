@@ -13,7 +13,7 @@ from ..runtime.cuda_launch import TPB, as_kernel_arg, blocks_for
 
 # Thread mapping: one thread per parameter i; it reads theta, g, m, v at i and
 # writes theta, m, v at i only.
-@cuda.jit
+@cuda.jit(cache=True)
 def adam_kernel(theta, g, m, v, step_size, bias2, beta1, beta2, c1, c2, eps, wd, decay, l2):
     i = cuda.grid(1)
     if i >= theta.shape[0]:

@@ -58,7 +58,7 @@ def _thread_head(n, qkv, heads):
 # Pass 1: m = max_j s_ij with s_ij = scale * q_i . k_j;  pass 2: l = sum_j exp(s_ij - m);
 # pass 3: P[b, h, i, j] = exp(s_ij - m) / l;  pass 4: out[b, i, h*d + c] = sum_j P_ij v_j[c],
 # reading back only the P row this thread wrote.
-@cuda.jit
+@cuda.jit(cache=True)
 def attention_forward_kernel(qkv, heads, scale, out, P):
     b, h, i, q0, k0, v0 = _thread_head(cuda.grid(1), qkv, heads)
     if b < 0:
@@ -83,7 +83,7 @@ def attention_forward_kernel(qkv, heads, scale, out, P):
 # Pass 1: dP_ij = dO_i . v_j (kept in dS as scratch: the thread reads back only
 # its own row) and rowsum_i = sum_j P_ij dP_ij;  pass 2: dS_ij = P_ij (dP_ij - rowsum_i) * scale;
 # pass 3: dq_i[c] = sum_j dS_ij k_j[c] -> d_qkv[b, i, h*d + c].
-@cuda.jit
+@cuda.jit(cache=True)
 def attention_backward_rows_kernel(d_out, qkv, P, heads, scale, dS, d_qkv):
     b, h, i, q0, k0, v0 = _thread_head(cuda.grid(1), qkv, heads)
     if b < 0:
@@ -107,7 +107,7 @@ def attention_backward_rows_kernel(d_out, qkv, P, heads, scale, dS, d_qkv):
 # it reads column j of dS and P (stride N in memory) and writes
 # dk_j[c] = sum_i dS_ij q_i[c] -> d_qkv[b, j, C + h*d + c],
 # dv_j[c] = sum_i P_ij dO_i[c] -> d_qkv[b, j, 2C + h*d + c].
-@cuda.jit
+@cuda.jit(cache=True)
 def attention_backward_cols_kernel(d_out, qkv, P, heads, dS, d_qkv):
     b, h, j, q0, k0, v0 = _thread_head(cuda.grid(1), qkv, heads)
     if b < 0:

@@ -29,7 +29,7 @@ CUBLAS_MIN_DIM = 64                     # CuPy: GEMMs with all dims >= this go t
 
 # Thread mapping: one thread per cols element, n = row * N + col with
 # row = (c, i, j) and col = (b, oh, ow); reads one input pixel (or 0 for padding).
-@cuda.jit
+@cuda.jit(cache=True)
 def im2col_kernel(x, kh, kw, sh, sw, ph, pw, Ho, Wo, cols):
     n = cuda.grid(1)
     K, N = cols.shape
@@ -50,7 +50,7 @@ def im2col_kernel(x, kh, kw, sh, sw, ph, pw, Ho, Wo, cols):
 # Thread mapping: one thread per input pixel n = (b, c, h, w); it gathers the
 # (at most kh*kw) column entries that im2col copied from this pixel, so no two
 # threads write the same element and no atomics are needed.
-@cuda.jit
+@cuda.jit(cache=True)
 def col2im_kernel(cols, kh, kw, sh, sw, ph, pw, Ho, Wo, dx):
     n = cuda.grid(1)
     B, C, H, W = dx.shape
@@ -72,7 +72,7 @@ def col2im_kernel(cols, kh, kw, sh, sw, ph, pw, Ho, Wo, dx):
 
 
 # Thread mapping: one thread per output element n = (b, o, l) of y (B, Cout, L).
-@cuda.jit
+@cuda.jit(cache=True)
 def batch_major_plus_bias_kernel(y_T, bias, y):
     n = cuda.grid(1)
     B, Cout, L = y.shape
@@ -83,7 +83,7 @@ def batch_major_plus_bias_kernel(y_T, bias, y):
 
 
 # Thread mapping: one thread per element n = (b, o, l) of dy (B, Cout, L).
-@cuda.jit
+@cuda.jit(cache=True)
 def channel_major_kernel(dy, dY):
     n = cuda.grid(1)
     B, Cout, L = dy.shape
@@ -103,7 +103,7 @@ def gemm_kernel(dtype, tile):
     # tile x tile threads walks the inner axis one tile at a time: each thread
     # loads one element of A and one of B into shared memory, the block syncs,
     # and every thread does `tile` multiply-adds from the shared tiles.
-    @cuda.jit
+    @cuda.jit(cache=True)
     def gemm(A, B, C):
         sA = cuda.shared.array(shape=(tile, tile), dtype=nbtype)
         sB = cuda.shared.array(shape=(tile, tile), dtype=nbtype)
@@ -133,7 +133,7 @@ def row_sum_kernel(dtype, tpb):
 
     # Thread mapping: block r sums row r; thread t adds X[r, t], X[r, t + tpb], ...
     # into shared memory, then the block halves the partial sums log2(tpb) times.
-    @cuda.jit
+    @cuda.jit(cache=True)
     def row_sum(X, s):
         part = cuda.shared.array(shape=(tpb,), dtype=nbtype)
         r, t = cuda.blockIdx.x, cuda.threadIdx.x

@@ -55,7 +55,7 @@ def groupnorm_kernels(dtype, tpb):
     # Block (b, g): pass 1 and 2 reduce sum x and sum (x - mean)^2 over the
     # group (two-pass variance, float64); pass 3 writes y for element i of the
     # group, channel c = g*C/G + i // S, position i % S (plus res there when `add`).
-    @cuda.jit
+    @cuda.jit(cache=True)
     def forward(x, weight, bias, shift, G, eps, silu, add, res, y, mean, rstd):
         part = cuda.shared.array(shape=(tpb,), dtype=float64)
         bg, t = cuda.blockIdx.x, cuda.threadIdx.x
@@ -92,7 +92,7 @@ def groupnorm_kernels(dtype, tpb):
     # (kept in dx as scratch: thread t reads back only what it wrote) and
     # reduces sum dh and sum dh xhat; pass 2 writes
     # dx = rstd (weight[c] dh - mean(g) - xhat mean(g xhat)) with g = dh weight.
-    @cuda.jit
+    @cuda.jit(cache=True)
     def backward(dy, x, mean, rstd, weight, bias, shift, G, silu, dx, dshift_part, dweight_part):
         part = cuda.shared.array(shape=(tpb,), dtype=float64)
         bg, t = cuda.blockIdx.x, cuda.threadIdx.x

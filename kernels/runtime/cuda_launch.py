@@ -5,6 +5,11 @@
 On a real GPU the arrays are CuPy arrays, handed to Numba zero-copy through
 `__cuda_array_interface__`; under Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1)
 they are NumPy arrays and pass as they are.
+
+Every CUDA kernel is declared `@cuda.jit(cache=True)`: a process that finds a
+kernel's compiled code (per signature and compute capability) in Numba's
+on-disk cache loads it instead of compiling, `__pycache__` beside the source
+or NUMBA_CACHE_DIR (tools/gpu_check.sh keeps one across its steps and runs).
 """
 import math
 

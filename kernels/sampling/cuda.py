@@ -13,7 +13,7 @@ from .reference import ddim_coefficients, ddpm_coefficients, prepare_solver_step
 # Thread mapping: one thread per element n = b*D + d of (B, D); it reads
 # x_t[n], eps[n], z[n] and sample b's coefficients and writes x0[n], x_prev[n]
 # only, so x_prev may be x_t itself.
-@cuda.jit
+@cuda.jit(cache=True)
 def ddpm_step_kernel(x_t, eps, a, bm, c1, c2, sigma, z, clip, has_noise, x_prev, x0):
     n = cuda.grid(1)
     B, D = x_t.shape
@@ -32,7 +32,7 @@ def ddpm_step_kernel(x_t, eps, a, bm, c1, c2, sigma, z, clip, has_noise, x_prev,
 
 
 # Thread mapping: one thread per element n = b*D + d, as ddpm_step_kernel.
-@cuda.jit
+@cuda.jit(cache=True)
 def ddim_step_kernel(x_t, eps, a, bm, sa, s1a, san, dirc, sigma, z, clip, has_noise, x_next, x0):
     n = cuda.grid(1)
     B, D = x_t.shape

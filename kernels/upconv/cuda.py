@@ -39,7 +39,7 @@ TPB = 16 if config.ENABLE_CUDASIM else LAUNCH_TPB       # threads per block
 # Thread mapping: one thread per n = ((b Cout + o) 2H + h) 2W + l of y, h = 2u + a,
 # l = 2v + e; it reads the 2x2 window of x at rows u + a - 1 + t, columns
 # v + e - 1 + s (skipping the zero padding) for every input channel c.
-@cuda.jit
+@cuda.jit(cache=True)
 def upconv_forward_kernel(x, Wp, bias, y):
     n = cuda.grid(1)
     B, Cout, H2, W2 = y.shape
@@ -66,7 +66,7 @@ def upconv_forward_kernel(x, Wp, bias, y):
 # Thread mapping: one thread per n = ((b Cin + c) H + p) W + q of dx; it
 # gathers every (output pixel, phase tap) that read x[b, c, p, q]: phase row a
 # and tap t read row p from small-grid row u = p + 1 - a - t (same for columns).
-@cuda.jit
+@cuda.jit(cache=True)
 def upconv_backward_dx_kernel(dy, Wp, dx):
     n = cuda.grid(1)
     B, Cin, H, W = dx.shape
@@ -94,7 +94,7 @@ def upconv_backward_dx_kernel(dy, Wp, dx):
 # Thread mapping: one thread per n = (((ae Cout + o) Cin + c) 2 + t) 2 + s of
 # dW (4, Cout, Cin, 2, 2); it sums phase (a, e) of dy[b, o] times the shifted
 # x[b, c] over all b, u, v (in float64: `* 1.0` promotes a float32 entry).
-@cuda.jit
+@cuda.jit(cache=True)
 def upconv_backward_dW_kernel(dy, x, dW):
     n = cuda.grid(1)
     Cout, Cin = dW.shape[1], dW.shape[2]

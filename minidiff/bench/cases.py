@@ -10,12 +10,15 @@ unet_forward and ddim_sample_64 run under no_grad on both sides: torch.no_grad()
 and minidiff.nn.no_grad() (which the sampling loops use on their own; its
 ResBlocks then keep their middle activation on the conv lines). `bt` is the
 namespace of torch_mirror.load() or None. Data are random: the timings do not
-depend on the values.
+depend on the values. The U-Net builders take device="cuda" too (gpu.py, for
+--device cuda): the torch mirror copies the weights on the host, then model,
+diffusion and data move to the GPU, and torch's copy to its CUDA device.
 """
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..backend import to_device
 from ..diffusion import GaussianDiffusion
 from ..models import MLP, UNet
 from ..nn import Conv2d, no_grad
@@ -37,8 +40,20 @@ class Case:
     extra: dict = field(default_factory=dict)
 
 
-def _train_case(name, model, T, x0, bt, note):
+def _on(device, movables, *arrays):
+    """Move the models / diffusions in `movables` to `device` and copy the arrays there ('cpu': all stay)."""
+    if device == "cpu":
+        return arrays
+    for m in movables:
+        m.to(device)
+    return tuple(to_device(a, device) for a in arrays)
+
+
+def _train_case(name, model, T, x0, bt, note, device="cpu"):
     diffusion = GaussianDiffusion(model, T)
+    torch_step = None if bt is None else bt.train_step(bt.from_minidiff(model, device), diffusion, x0, device=device)
+    flop = 3 * x0.shape[0] * flops_per_sample(model, x0.shape[1:])  # forward + input and weight grads
+    x0, = _on(device, (model, diffusion), x0)
     opt, rng = Adam(model, lr=1e-3), np.random.default_rng(0)
 
     def step():
@@ -48,8 +63,6 @@ def _train_case(name, model, T, x0, bt, note):
         opt.step()
         return loss
 
-    flop = 3 * x0.shape[0] * flops_per_sample(model, x0.shape[1:])  # forward + input and weight grads
-    torch_step = None if bt is None else bt.train_step(bt.from_minidiff(model), diffusion, x0)
     return Case(name, step, torch_step, flop, note, extra={"model": model})
 
 
@@ -59,40 +72,43 @@ def mlp_train_step(bt, batch=32):
                        40, x0, bt, f"MLP(2, 32, T=40) train step, batch {batch}")
 
 
-def unet_train_step(bt, batch=32):
+def unet_train_step(bt, batch=32, device="cpu"):
     x0 = np.random.default_rng(1).uniform(-1, 1, (batch, 1, 28, 28)).astype(np.float32)
     return _train_case("unet_train_step", UNet(**ANCHOR), 100, x0, bt,
-                       f"anchor UNet train step, batch {batch}, 28x28")
+                       f"anchor UNet train step, batch {batch}, 28x28", device)
 
 
-def unet_forward(bt, batch=64):
+def unet_forward(bt, batch=64, device="cpu", name="unet_forward"):
     model = UNet(**ANCHOR)
     x = np.random.default_rng(1).standard_normal((batch, 1, 28, 28)).astype(np.float32)
     t = np.random.default_rng(2).integers(0, 100, batch)
     flop = batch * flops_per_sample(model, x.shape[1:])
-    torch_step = None if bt is None else bt.forward_step(bt.from_minidiff(model), x, t)
+    torch_step = None if bt is None else bt.forward_step(bt.from_minidiff(model, device), x, t, device=device)
+    x, t = _on(device, (model,), x, t)
+
     def forward():
         with no_grad():
             return model.forward(x, t)
 
-    return Case("unet_forward", forward, torch_step, flop, f"anchor UNet forward, batch {batch}, no_grad")
+    return Case(name, forward, torch_step, flop, f"anchor UNet forward, batch {batch}, no_grad")
 
 
-def ddim_sample_64(bt, batch=64, steps=20):
+def ddim_sample_64(bt, batch=64, steps=20, device="cpu"):
     model = UNet(**ANCHOR)
     diffusion = GaussianDiffusion(model, 100)
     shape = (batch, 1, 28, 28)
     flop = steps * batch * flops_per_sample(model, shape[1:])
+    torch_step = None
+    if bt is not None:
+        tmodel = bt.from_minidiff(model, device)
+        ts, ts_next = diffusion._ddim_schedule(steps, "linspace")
+        torch_step = lambda: bt.ddim_sample_loop(tmodel, diffusion, shape, ts, ts_next, device=device)
+    _on(device, (model, diffusion))
 
     def sample():
         return diffusion.ddim_sample_loop(shape, sampling_timesteps=steps, eta=0.0,
                                           rng=np.random.default_rng(0), progress=False)
 
-    torch_step = None
-    if bt is not None:
-        tmodel = bt.from_minidiff(model)
-        ts, ts_next = diffusion._ddim_schedule(steps, "linspace")
-        torch_step = lambda: bt.ddim_sample_loop(tmodel, diffusion, shape, ts, ts_next)
     return Case("ddim_sample_64", sample, torch_step, flop,
                 f"DDIM {steps} steps, eta 0, {batch} digits, anchor UNet", max_repeats=3)
 

@@ -6,6 +6,7 @@ and norms are not counted.
 """
 import numpy as np
 
+from .. import kernels
 from ..nn import Conv2d, Dense, MultiheadAttention, ResBlock, UpsampleConv
 
 
@@ -59,5 +60,6 @@ def flops_per_sample(model, sample_shape):
     Every counted layer is linear in the batch size, so B samples cost B times
     this (and the benchmark never allocates a full batch just to count).
     """
-    model.forward(np.zeros((1,) + tuple(sample_shape), dtype=model.dtype), np.zeros(1, dtype=np.int64))
+    with kernels.reference_mode():       # plain NumPy: counting compiles no kernel (a GPU run needs none)
+        model.forward(np.zeros((1,) + tuple(sample_shape), dtype=model.dtype), np.zeros(1, dtype=np.int64))
     return forward_flops(model)

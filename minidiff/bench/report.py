@@ -30,6 +30,18 @@ def format_table(rows):
     return _columns(lines)
 
 
+def format_first_call_table(rows):
+    """--device cuda: each case's first call per path against its steady median, and Numba's compile time."""
+    head = ("case (first call)", "numba ms", "ref ms", "torch ms", "numba compile ms", "numba steady ms")
+    lines = [head]
+    for r in rows:
+        first = r["first_call_s"]
+        lines.append((r["case"], _fmt(first.get("minidiff_kernels"), 1e3), _fmt(first.get("minidiff_reference"), 1e3),
+                      _fmt(first.get("torch"), 1e3), _fmt(r["numba_compile_s"], 1e3),
+                      _fmt(r["minidiff_kernels_s"], 1e3, 2)))
+    return _columns(lines)
+
+
 def format_conv_shape_table(rows, batch):
     """The rows of conv_shape_rows (convs.py) as a table, with a last line: all convs x their calls."""
     head = ("conv (U-Net forward)", "calls", "ours ms", "torch ms", "ours/torch", "paired",

@@ -9,12 +9,15 @@ written out here in torch with the same equations as minidiff.diffusion.
 torch is imported only inside `load()`, which the benchmark calls (through
 `import_torch()`) when torch is installed; importing this module needs nothing
 but NumPy. `load()` returns a namespace of everything defined below (and
-`torch` itself).
+`torch` itself). Every function that makes tensors takes `device` ("cpu", the
+default, or "cuda"); `cuda_settings()` fixes how torch runs on the GPU.
 """
 import time
 from types import SimpleNamespace
 
 import numpy as np
+
+from ..backend import to_host
 
 TORCH_THREADS = 2             # the benchmark compares at 2 threads
 _loaded = None
@@ -72,7 +75,7 @@ def _define(torch, F, nn):
 
         def __init__(self, table):
             super().__init__()
-            self.register_buffer("table", torch.as_tensor(np.asarray(table)), persistent=False)
+            self.register_buffer("table", torch.as_tensor(np.asarray(to_host(table))), persistent=False)
 
         def forward(self, t):
             return self.table[t]                                             # (B, dim)
@@ -212,7 +215,7 @@ def _define(torch, F, nn):
             emb = self.time_embed(t)                                         # (B, E)
             if self.label_embed is not None:
                 if labels is None:
-                    labels = torch.zeros(x.shape[0], dtype=torch.long)
+                    labels = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
                 emb = emb + self.label_embed(labels)
             h = self.init_conv(x)                                            # (B, c0, H, W)
             skips = []
@@ -239,8 +242,25 @@ def _define(torch, F, nn):
     MIRRORS = {"MLP": TorchMLP, "UNet": TorchUNet}
 
 
-    def from_minidiff(model):
-        """The torch mirror of a minidiff MLP or UNet, holding a copy of its weights.
+    def cuda_settings():
+        """Set and return how torch runs on the GPU in the benchmark: float32 math without TF32 (cuBLAS
+        and cuDNN, as CuPy's matmul by default and minidiff's kernels), cuDNN's autotuner on (its best
+        algorithm for each fixed shape, the search paid by the first call)."""
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cudnn.benchmark = True
+        return {"allow_tf32": False, "cudnn_benchmark": True, "cudnn": torch.backends.cudnn.version()}
+
+
+    def sync(device):
+        """Wait for the device's queued work (nothing to wait for on the CPU)."""
+        if device != "cpu":
+            torch.cuda.synchronize()
+
+
+    def from_minidiff(model, device="cpu"):
+        """The torch mirror of a minidiff MLP or UNet (on the host or the GPU), holding a copy of its
+        weights, on `device`.
 
         Raises ValueError when the parameter names, shapes or counts differ.
         """
@@ -263,22 +283,25 @@ def _define(torch, F, nn):
                 if tuple(p.shape) != tuple(ours[key].shape):
                     raise ValueError(f"torch mirror of {name}: {key} has shape {tuple(p.shape)}, "
                                      f"minidiff {tuple(ours[key].shape)}")
-                p.copy_(torch.from_numpy(np.array(ours[key])))
-        return tmodel
+                p.copy_(torch.from_numpy(np.array(to_host(ours[key]))))
+        return tmodel.to(device)
 
 
     def num_params(tmodel):
         return int(sum(p.numel() for p in tmodel.parameters()))
 
 
-    def matmul_gflops(n, repeats=5):
-        """Best GFLOP/s of torch.matmul on float32 (n, n) @ (n, n): torch's own GEMM ceiling."""
-        a, b = torch.randn(n, n), torch.randn(n, n)
+    def matmul_gflops(n, repeats=5, device="cpu"):
+        """Best GFLOP/s of torch.matmul on float32 (n, n) @ (n, n): torch's own GEMM ceiling
+        (on a GPU each call waits for the device)."""
+        a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
         a @ b
+        sync(device)
         best = float("inf")
         for _ in range(repeats):
             t0 = time.perf_counter()
             a @ b
+            sync(device)
             best = min(best, time.perf_counter() - t0)
         return 2 * n ** 3 / best / 1e9
 
@@ -289,20 +312,20 @@ def _define(torch, F, nn):
         return buf[t].reshape((-1,) + (1,) * (ndim - 1))
 
 
-    def train_step(tmodel, diffusion, x0, lr=1e-3):
+    def train_step(tmodel, diffusion, x0, lr=1e-3, device="cpu"):
         """A closure running one DDPM training step on x0 (numpy, (B, ...)) with Adam:
 
         t ~ U{0..T-1}, eps ~ N(0, I), x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps,
         loss = mean (model(x_t, t) - eps)^2, backward, Adam step.
         """
-        x0 = torch.from_numpy(np.array(x0))
-        sab = torch.from_numpy(np.array(diffusion.sqrt_alphas_cumprod))
-        s1mab = torch.from_numpy(np.array(diffusion.sqrt_one_minus_alphas_cumprod))
+        x0 = torch.from_numpy(np.array(to_host(x0))).to(device)
+        sab = torch.from_numpy(np.array(to_host(diffusion.sqrt_alphas_cumprod))).to(device)
+        s1mab = torch.from_numpy(np.array(to_host(diffusion.sqrt_one_minus_alphas_cumprod))).to(device)
         T, B, n = diffusion.num_timesteps, x0.shape[0], x0.ndim
         opt = torch.optim.Adam(tmodel.parameters(), lr=lr)
 
         def step():
-            t = torch.randint(0, T, (B,))
+            t = torch.randint(0, T, (B,), device=device)
             noise = torch.randn_like(x0)
             x_t = _at(sab, t, n) * x0 + _at(s1mab, t, n) * noise             # (B, ...)
             loss = F.mse_loss(tmodel(x_t, t), noise)
@@ -313,9 +336,9 @@ def _define(torch, F, nn):
         return step
 
 
-    def forward_step(tmodel, x, t):
+    def forward_step(tmodel, x, t, device="cpu"):
         """A closure running model(x, t) without gradients."""
-        x, t = torch.from_numpy(np.array(x)), torch.from_numpy(np.array(t))
+        x, t = (torch.from_numpy(np.array(to_host(a))).to(device) for a in (x, t))
 
         def step():
             with torch.no_grad():
@@ -323,7 +346,7 @@ def _define(torch, F, nn):
         return step
 
 
-    def ddim_sample_loop(tmodel, diffusion, shape, ts, ts_next, generator=None):
+    def ddim_sample_loop(tmodel, diffusion, shape, ts, ts_next, generator=None, device="cpu"):
         """DDIM, eta = 0, with x0_hat clipped to [-1, 1] (minidiff's defaults):
 
         x0_hat = clip(sqrt(1/abar_t) x_t - sqrt(1/abar_t - 1) eps_hat),
@@ -333,11 +356,11 @@ def _define(torch, F, nn):
         abar = np.asarray(diffusion._buffers64["alphas_cumprod"])
         dtype = torch.float64 if diffusion.dtype == np.float64 else torch.float32
         with torch.no_grad():
-            x = torch.randn(shape, generator=generator, dtype=dtype)         # (B, ...)
+            x = torch.randn(shape, generator=generator, dtype=dtype, device=device)   # (B, ...)
             for t, t_next in zip(ts, ts_next):
                 a_t, a_next = float(abar[t]), (float(abar[t_next]) if t_next >= 0 else 1.0)
                 r, rm1 = (1 / a_t) ** 0.5, (1 / a_t - 1) ** 0.5
-                eps = tmodel(x, torch.full((shape[0],), t, dtype=torch.long))  # (B, ...)
+                eps = tmodel(x, torch.full((shape[0],), t, dtype=torch.long, device=device))  # (B, ...)
                 x0 = (r * x - rm1 * eps).clamp_(-1.0, 1.0)
                 eps = (r * x - x0) / rm1
                 x = a_next ** 0.5 * x0 + (1 - a_next) ** 0.5 * eps

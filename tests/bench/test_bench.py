@@ -246,3 +246,83 @@ def test_layer_times_wraps_every_layer_call_and_restores_them():
     assert ("Conv2d", "backward") in times and ("(outside the model)", "") in times
     assert all(s >= 0 for k, s in times.items() if k[0] != "(outside the model)")
     assert all("forward" not in vars(layer) for _, layer in model.named_layers())   # wrappers removed
+
+
+# --- --device cuda: the GPU benchmark (nothing here runs on a GPU) -----------------------------
+def test_device_cuda_fails_at_once_saying_why(monkeypatch, capsys):
+    from minidiff.bench import cli
+    monkeypatch.setattr(cli, "cuda_unavailable_reason", lambda: "no device here (test)")
+    monkeypatch.setattr(cli, "import_torch", lambda: pytest.fail("work started before the check"))
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--device", "cuda", "--json", "never.json"])
+    assert e.value.code == 2
+    assert "--device cuda needs CuPy and a CUDA device: no device here (test)" in capsys.readouterr().err
+    for argv in (["--device", "cuda", "--profile"], ["--compile-only"]):
+        with pytest.raises(SystemExit):
+            bench.main(argv)
+
+
+def test_device_cuda_without_a_gpu_here_names_the_reason():
+    from minidiff.backend import cuda_unavailable_reason
+    reason = cuda_unavailable_reason()
+    if reason is None:
+        pytest.skip("a GPU is here: --device cuda would run")
+    out = subprocess.run([sys.executable, "-m", "minidiff.bench", "--device", "cuda"], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 2 and out.stdout == ""
+    assert f"--device cuda needs CuPy and a CUDA device: {reason}" in out.stderr
+
+
+def test_gpu_case_names_and_the_few_step_note():
+    from minidiff.bench import cli, gpu
+    assert set(cli.GPU_CASE_NAMES) == set(gpu.GPU_CASES)
+    assert "do not exist" in gpu.FEW_STEP_NOTE
+    with pytest.raises(ValueError, match="case"):
+        gpu.build_gpu_case("mlp_train_step")
+
+
+def test_numba_compile_seconds_counts_nested_compiles_once(monkeypatch):
+    from minidiff.bench import gpu
+
+    class Dispatcher:
+        calls = []
+
+        def compile(self, sig):
+            Dispatcher.calls.append(sig)
+            if sig == "outer":
+                self.compile("inner")                 # a kernel compiling a callee: inside the outer interval
+            return sig
+
+    original = Dispatcher.compile
+    ticks = iter(range(100))
+    monkeypatch.setattr(gpu.time, "perf_counter", lambda: float(next(ticks)))
+    out, seconds = gpu.numba_compile_seconds(lambda: Dispatcher().compile("outer"), Dispatcher)
+    assert out == "outer" and Dispatcher.calls == ["outer", "inner"]
+    assert seconds == 2.0                             # outer starts at tick 0, inner at 1, outer ends at 2
+    assert Dispatcher.compile is original             # restored
+
+
+def test_synced_waits_after_each_call():
+    from minidiff.bench import gpu
+    log = []
+    call = gpu.synced(lambda: log.append("work") or 7, lambda: log.append("sync"))
+    assert call() == 7 and log == ["work", "sync"]
+
+
+@pytest.mark.parametrize("name,kw", [("unet_train_step", {"batch": 2}), ("unet_forward", {"batch": 2}),
+                                     ("ddim_sample_64", {"batch": 2, "steps": 2})])
+def test_u_net_cases_move_model_and_data_to_the_device(name, kw):
+    """device= another array module (the CuPy-like test backend, which refuses host arrays): the case's
+    model, diffusion and data go there, so its call computes on the device."""
+    from fakecupy import DeviceArray, xp
+    case = bench.build_case(name, None, device=xp, **kw)
+    out = case.minidiff()
+    assert isinstance(out, DeviceArray)
+    assert case.flop > 0
+
+
+def test_first_call_table():
+    row = {"case": "unet_forward", "first_call_s": {"minidiff_kernels": 2.5, "minidiff_reference": 0.5, "torch": 1.0},
+           "numba_compile_s": 2.0, "minidiff_kernels_s": 0.004}
+    table = bench.format_first_call_table([row]).splitlines()
+    assert table[1].split() == ["unet_forward", "2500.0", "500.0", "1000.0", "2000.0", "4.00"]

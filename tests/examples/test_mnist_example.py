@@ -122,3 +122,19 @@ def test_fld_draws_below_one_is_a_clear_error(capsys):
     with pytest.raises(SystemExit):
         load_example().parse_args(["--fld-draws", "0"])
     assert "--fld-draws" in capsys.readouterr().err
+
+
+def test_conditional_run_on_the_device_matches_the_host_run(tiny_mnist, tmp_path, fake_gpu, monkeypatch):
+    """--device cuda (the CuPy-like test backend, which refuses implicit host <-> device copies): the
+    same seeded run as on the host, so the same samples; the judge stays on the CPU."""
+    root, judge = tiny_mnist
+    example = load_example()
+    monkeypatch.setattr(example, "cuda_unavailable_reason", lambda: None)
+    argv = TINY + ["--data-dir", str(root), "--judge", str(judge), "--conditional"]
+    host = example.main(argv + ["--out", str(tmp_path / "host")])
+    dev = example.main(argv + ["--out", str(tmp_path / "dev"), "--device", "cuda"])
+    assert (host["device"], dev["device"]) == ("cpu", "cuda")
+    with np.load(tmp_path / "host" / "samples.npz") as h, np.load(tmp_path / "dev" / "samples.npz") as d:
+        for kind in ("ddpm", "ddim"):
+            np.testing.assert_allclose(d[kind], h[kind], rtol=1e-3, atol=1e-3, err_msg=kind)
+    assert dev["final_train_loss"] == pytest.approx(host["final_train_loss"], rel=1e-4)
