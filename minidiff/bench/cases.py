@@ -113,6 +113,22 @@ def ddim_sample_64(bt, batch=64, steps=20, device="cpu"):
                 f"DDIM {steps} steps, eta 0, {batch} digits, anchor UNet", max_repeats=3)
 
 
+def dpmpp_2m_sample_64(bt, batch=64, steps=10, device="cpu"):
+    """DPM-Solver++(2M), `steps` model calls, for `batch` digits with the anchor U-Net; no torch
+    mirror (torch=None): the sampler's point is the number of model calls, against DDIM's 20."""
+    model = UNet(**ANCHOR)
+    diffusion = GaussianDiffusion(model, 100)
+    shape = (batch, 1, 28, 28)
+    flop = steps * batch * flops_per_sample(model, shape[1:])
+    _on(device, (model, diffusion))
+
+    def sample():
+        return diffusion.sample(shape, sampler="dpmpp_2m", steps=steps, rng=np.random.default_rng(0), progress=False)
+
+    return Case("dpmpp_2m_sample_64", sample, None, flop,
+                f"DPM-Solver++(2M) {steps} steps, {batch} digits, anchor UNet (no torch mirror)", max_repeats=3)
+
+
 def conv_case(cin, cout, k, stride, padding, size):
     """A case builder: Conv2d(cin, cout, k, stride, padding) forward + backward at size x size."""
     s = f"s{stride}" if stride != 1 else ""

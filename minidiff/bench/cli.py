@@ -36,7 +36,7 @@ from .rows import run_case
 from .timing import gemm_gflops
 from .torch_mirror import TORCH_THREADS, import_torch
 
-GPU_CASE_NAMES = ("unet_train_step", "unet_forward", "unet_forward_256", "ddim_sample_64")   # gpu.GPU_CASES
+GPU_CASE_NAMES = ("unet_train_step", "unet_forward", "unet_forward_256", "ddim_sample_64", "dpmpp_2m_sample_64")   # gpu.GPU_CASES
 
 
 def _case_names(p, cases, known):
@@ -162,7 +162,6 @@ def run_cuda(args, p):
     print(f"{rounds} round(s) taking turns, {repeats} synchronised calls (ddim: 3) per path per round after 0.5 s "
           f"of warm-up, medians; then {pairs} back-to-back pairs; memory: "
           f"{'skipped' if args.quick or args.no_memory else 'CuPy pool peak vs torch.cuda.max_memory_allocated'}")
-    print(gpu.FEW_STEP_NOTE)
     rows = []
     for name in names:
         rows.append(gpu.run_gpu_case(name, bt, repeats=repeats, rounds=rounds, pairs=pairs,

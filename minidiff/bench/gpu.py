@@ -4,8 +4,8 @@
     python -m minidiff.bench --device cuda --compile-only [--json PATH]
 
 The cases (GPU_CASES): the U-Net train step at batch 64, its forward under
-no_grad at batch 64 and 256, DDIM with 20 steps for 64 digits (minidiff has no
-few-step sampler yet, so there is no such row). Each gives a row with the CPU
+no_grad at batch 64 and 256, DDIM with 20 steps for 64 digits, DPM-Solver++(2M)
+with 10 steps for 64 digits (no torch mirror: its torch_s is null). Each gives a row with the CPU
 rows' fields (rows.py), where
 
     minidiff_reference_s   minidiff on plain CuPy operations (MINIDIFF_KERNELS=reference's path)
@@ -40,15 +40,15 @@ from functools import partial
 
 import numpy as np
 
-from .cases import ddim_sample_64, unet_forward, unet_train_step
+from .cases import ddim_sample_64, dpmpp_2m_sample_64, unet_forward, unet_train_step
 from .paths import reference_path
 from .timing import call_samples, paired_ratio, timed
 
-FEW_STEP_NOTE = "few-step samplers (DPM-Solver, distillation) do not exist in minidiff yet: no row for them"
 GPU_CASES = {"unet_train_step": partial(unet_train_step, batch=64, device="cuda"),
              "unet_forward": partial(unet_forward, batch=64, device="cuda"),
              "unet_forward_256": partial(unet_forward, batch=256, device="cuda", name="unet_forward_256"),
-             "ddim_sample_64": partial(ddim_sample_64, device="cuda")}
+             "ddim_sample_64": partial(ddim_sample_64, device="cuda"),
+             "dpmpp_2m_sample_64": partial(dpmpp_2m_sample_64, device="cuda")}
 GEMM_SIZES = (2048, 4096)
 
 

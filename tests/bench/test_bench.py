@@ -273,10 +273,13 @@ def test_device_cuda_without_a_gpu_here_names_the_reason():
     assert f"--device cuda needs CuPy and a CUDA device: {reason}" in out.stderr
 
 
-def test_gpu_case_names_and_the_few_step_note():
-    from minidiff.bench import cli, gpu
+def test_gpu_case_names_and_the_few_step_sampler_case():
+    from minidiff.bench import cases, cli, gpu
     assert set(cli.GPU_CASE_NAMES) == set(gpu.GPU_CASES)
-    assert "do not exist" in gpu.FEW_STEP_NOTE
+    assert "dpmpp_2m_sample_64" in gpu.GPU_CASES
+    case = cases.dpmpp_2m_sample_64(None, batch=2, steps=3)          # the same builder, on the CPU
+    x = case.minidiff()
+    assert x.shape == (2, 1, 28, 28) and np.isfinite(x).all() and case.torch is None
     with pytest.raises(ValueError, match="case"):
         gpu.build_gpu_case("mlp_train_step")
 
