@@ -2,7 +2,7 @@
 import numpy as np
 
 from ..backend import as_rng, check_float_dtype
-from .layer import Layer, uniform_init
+from .layer import Layer, check_batch, uniform_init
 
 
 class Dense(Layer):
@@ -24,6 +24,7 @@ class Dense(Layer):
     def forward(self, x):
         if x.shape[-1] != self.in_features:
             raise ValueError(f"Dense: input last dim {x.shape[-1]}, expected {self.in_features}")
+        check_batch(x, "Dense", rows=x.ndim - 1)
         self.lead = x.shape[:-1]
         self.x = x.reshape(-1, self.in_features)         # (N, in): one GEMM for any leading dims
         y = self.x @ self.params["weight"].T             # (N, out)

@@ -2,7 +2,7 @@
 import numpy as np
 
 from ..backend import as_rng, check_float_dtype, get_xp
-from .layer import Layer
+from .layer import Layer, check_batch
 
 
 def sinusoidal_table(num_positions, dim):
@@ -27,7 +27,7 @@ class SinusoidalPositionEmbedding(Layer):
         self.buffers["table"] = sinusoidal_table(num_positions, dim).astype(check_float_dtype(dtype))
 
     def forward(self, t):
-        return self.buffers["table"][t]
+        return self.buffers["table"][check_batch(t, "SinusoidalPositionEmbedding", "t")]
 
     def backward(self, dy):
         return None
@@ -49,7 +49,7 @@ class Embedding(Layer):
         self.add_param("weight", rng.standard_normal((num_embeddings, dim)).astype(check_float_dtype(dtype)))
 
     def forward(self, labels):
-        self.labels = labels
+        self.labels = check_batch(labels, "Embedding", "labels")
         return self.params["weight"][labels]
 
     def backward(self, dy):

@@ -187,6 +187,15 @@ class Layer:
         return "\n".join(rows) + "\n)"
 
 
+def check_batch(x, owner, name="x", rows=1):
+    """x unless it holds no sample: ValueError naming the layer, the argument and the shape when
+    any of its first `rows` axes (the batch, or every leading axis of a Dense input) is 0."""
+    shape = tuple(x.shape)
+    if 0 in shape[:rows]:
+        raise ValueError(f"{owner}: {name} must be a batch of B >= 1 samples, got an empty batch {shape}")
+    return x
+
+
 def uniform_init(rng, shape, fan_in, dtype):
     """U(-1/sqrt(fan_in), 1/sqrt(fan_in)): PyTorch's default for Linear/Conv."""
     bound = 1.0 / np.sqrt(fan_in)
