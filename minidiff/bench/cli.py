@@ -21,6 +21,7 @@ import argparse
 import json
 import sys
 
+from ..flags import integer, name_list, output_file
 from .cases import CASES
 from .convs import conv_shape_rows
 from .memory import memory_child
@@ -34,13 +35,15 @@ from .torch_mirror import TORCH_THREADS, import_torch
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m minidiff.bench", description=__doc__.split("\n")[0])
-    p.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, from {','.join(CASES)}")
-    p.add_argument("--repeats", type=int, default=None, help="timed calls per path (default 7, 3 with --quick)")
-    p.add_argument("--rounds", type=int, default=None,
+    p.add_argument("--cases", type=name_list, default=",".join(CASES),
+                   help=f"comma-separated, from {','.join(CASES)}")
+    p.add_argument("--repeats", type=integer(1), default=None,
+                   help="timed calls per path (default 7, 3 with --quick; 25 with --conv-shapes)")
+    p.add_argument("--rounds", type=integer(1), default=None,
                    help="rounds in which the paths take turns (default 3, 1 with --quick)")
-    p.add_argument("--pairs", type=int, default=None,
+    p.add_argument("--pairs", type=integer(0), default=None,
                    help="back-to-back pairs of calls, minidiff then torch, after the rounds (default 7, 0 with --quick)")
-    p.add_argument("--json", default=None, metavar="PATH", help="write the rows as a JSON list")
+    p.add_argument("--json", type=output_file(), default=None, metavar="PATH", help="write the rows as a JSON list")
     p.add_argument("--quick", action="store_true", help="3 repeats, one round and no memory subprocesses")
     p.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
     p.add_argument("--profile", action="store_true", help="only profile the U-Net train step by layer type")
@@ -48,6 +51,9 @@ def main(argv=None):
                    help="only time the U-Net forward's convs one by one at batch 64, against torch")
     p.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    unknown = [n for n in args.cases if n not in CASES]
+    if unknown:
+        p.error(f"--cases: unknown {unknown}; expected names from {list(CASES)}")
 
     if args.memory_child:
         name, impl = args.memory_child.rsplit(":", 1)
@@ -57,23 +63,14 @@ def main(argv=None):
         profile_unet_train_step()
         return 0
     if args.conv_shapes:
-        rows = conv_shape_rows(import_torch(), repeats=args.repeats or 25)
+        rows = conv_shape_rows(import_torch(), repeats=25 if args.repeats is None else args.repeats)
         print(format_conv_shape_table(rows, 64))
         write_json(args.json, rows)
         return 0
-    names = [n.strip() for n in args.cases.split(",") if n.strip()]
-    unknown = [n for n in names if n not in CASES]
-    if unknown:
-        p.error(f"--cases: unknown {unknown}; expected names from {list(CASES)}")
-    repeats = args.repeats or (3 if args.quick else 7)
-    if repeats < 1:
-        p.error(f"--repeats: expected a positive integer, got {repeats}")
-    rounds = args.rounds or (1 if args.quick else 3)
-    if rounds < 1:
-        p.error(f"--rounds: expected a positive integer, got {rounds}")
+    names = args.cases
+    repeats = args.repeats if args.repeats is not None else (3 if args.quick else 7)
+    rounds = args.rounds if args.rounds is not None else (1 if args.quick else 3)
     pairs = args.pairs if args.pairs is not None else (0 if args.quick else 7)
-    if pairs < 0:
-        p.error(f"--pairs: expected 0 or a positive integer, got {pairs}")
 
     bt = import_torch()
     gemm = {n: gemm_gflops(n) for n in (1024, 2048)}
