@@ -27,3 +27,15 @@ def check_rng(rng):
     if rng < 0:
         raise ValueError(f"{expected}, got {rng!r}")
     return as_rng(int(rng))
+
+
+def check_data_shape(data_shape):
+    """The shape of one sample: a sequence of positive ints -> a tuple."""
+    try:
+        shape = tuple(data_shape)
+        ok = all(isinstance(d, numbers.Integral) and not isinstance(d, bool) and d >= 1 for d in shape)
+    except TypeError:
+        ok = False
+    if not ok or isinstance(data_shape, str):
+        raise ValueError(f"data_shape: expected positive ints, got {data_shape!r}")
+    return tuple(int(d) for d in shape)

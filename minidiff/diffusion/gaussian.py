@@ -9,7 +9,7 @@ import numbers
 import numpy as np
 
 from ..backend import check_float_dtype, device_module, get_xp, randn, to_host
-from .checks import check_clip_denoised, check_rng
+from .checks import check_clip_denoised, check_data_shape, check_rng
 from .ddim import DDIMMixin
 from .guidance import check_guidance_interval, check_guidance_scale, guided_forward, scale_at
 from .schedules import make_betas
@@ -101,7 +101,7 @@ class GaussianDiffusion(DDIMMixin):
         self.num_timesteps = len(betas)
         self.objective, self.variance = objective, variance
         self.clip_denoised = check_clip_denoised(clip_denoised, allow_none=False)
-        self.data_shape = None if data_shape is None else tuple(int(d) for d in data_shape)
+        self.data_shape = None if data_shape is None else check_data_shape(data_shape)
         self._buffers64 = diffusion_buffers(betas)
         if min_snr_gamma is not None:
             if not isinstance(min_snr_gamma, numbers.Real) or not min_snr_gamma > 0:

@@ -36,3 +36,15 @@ def index_array(a, owner, name, B, high, xp):
             raise ValueError(f"{owner}: {name} must be in [0, {high}], got values in [{a.min()}, {a.max()}]")
         a = a if xp is np else xp.asarray(a)                           # explicit host -> device copy
     return a
+
+
+def check_seed(seed, owner, generator=False):
+    """seed: an int >= 0 (or, when `generator`, also None or a numpy Generator), as given."""
+    if generator and (seed is None or isinstance(seed, np.random.Generator)):
+        return seed
+    expected = f"{owner}: seed must be an integer >= 0" + (" or a numpy Generator" if generator else "")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"{expected}, got {seed!r}")
+    if seed < 0:
+        raise ValueError(f"{expected}, got {seed!r}")
+    return seed

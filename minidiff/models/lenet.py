@@ -15,7 +15,7 @@ from ..backend import as_rng, get_xp
 from ..nn import Dense, GELU, Layer, ReLU, Sequential, SiLU
 from ..nn.conv import Conv2d
 from ..nn.resample import AvgPool2d, Flatten, MaxPool2d
-from .inputs import check_x
+from .inputs import check_seed, check_x
 
 ACTIVATIONS = {"relu": ReLU, "silu": SiLU, "gelu": GELU}
 POOLS = {"max": MaxPool2d, "avg": AvgPool2d}
@@ -32,7 +32,7 @@ class LeNet5(Layer):
             raise ValueError(f"LeNet5: activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         if pool not in POOLS:
             raise ValueError(f"LeNet5: pool must be one of {sorted(POOLS)}, got {pool!r}")
-        rng, act, Pool = as_rng(seed), ACTIVATIONS[activation], POOLS[pool]
+        rng, act, Pool = as_rng(check_seed(seed, "LeNet5")), ACTIVATIONS[activation], POOLS[pool]
         self.body = Sequential(
             Conv2d(1, 6, 5, padding=2, rng=rng, dtype=dtype), act(), Pool(2),     # (B, 6, 14, 14)
             Conv2d(6, 16, 5, rng=rng, dtype=dtype), act(), Pool(2),               # (B, 16, 5, 5)

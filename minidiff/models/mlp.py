@@ -10,7 +10,7 @@ import numpy as np
 from ..backend import as_rng, get_xp
 from ..nn import ConditionalChain, ConditionalSum, Dense, GELU, ReLU, Sequential, SiLU
 from ..nn import SinusoidalPositionEmbedding
-from .inputs import check_x, index_array
+from .inputs import check_seed, check_x, index_array
 
 ACTIVATIONS = {"swish": SiLU, "silu": SiLU, "gelu": GELU, "relu": ReLU}
 
@@ -29,6 +29,9 @@ class MLP(ConditionalChain):
                         ("num_layers", num_layers)):
             if int(v) != v or v < 1:
                 raise ValueError(f"MLP: {name} must be a positive integer, got {v!r}")
+        if d_hid % 2 or d_hid < 4:
+            raise ValueError(f"MLP: d_hid must be even and >= 4 (sinusoidal embedding), got {d_hid!r}")
+        check_seed(seed, "MLP")
         rng = as_rng(seed)
         layers = []
         width = in_dim

@@ -36,11 +36,11 @@ from ..nn.containers import Sequential
 from ..nn.dense import Dense
 from ..nn.embeddings import Embedding, SinusoidalPositionEmbedding
 from ..nn.layer import Layer
-from .inputs import check_x, index_array
+from .inputs import check_seed, check_x, index_array
 
 
 def _positive_int(name, v):
-    if isinstance(v, bool) or int(v) != v or v < 1:
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or int(v) != v or v < 1:
         raise ValueError(f"UNet: {name} must be a positive integer, got {v!r}")
     return int(v)
 
@@ -65,6 +65,9 @@ class UNet(Layer):
         nb = _positive_int("num_blocks_per_level", num_blocks_per_level)
         groups = _positive_int("groups", groups)
         attention_heads = _positive_int("attention_heads", attention_heads)
+        if not isinstance(channel_multipliers, (tuple, list)):
+            raise ValueError(f"UNet: channel_multipliers must be a sequence of positive integers, "
+                             f"got {channel_multipliers!r}")
         mults = tuple(_positive_int("channel_multipliers entry", m) for m in channel_multipliers)
         if not mults:
             raise ValueError("UNet: channel_multipliers must not be empty")
@@ -77,7 +80,7 @@ class UNet(Layer):
             raise ValueError(f"UNet: groups={groups} must divide every level's channels {c}")
         if middle_attention and c[-1] % attention_heads:
             raise ValueError(f"UNet: attention_heads={attention_heads} must divide the middle channels {c[-1]}")
-        rng, dtype = as_rng(seed), check_float_dtype(dtype)
+        rng, dtype = as_rng(check_seed(seed, "UNet", generator=True)), check_float_dtype(dtype)
         L, E = len(mults), 4 * mc
         self.in_channels, self.levels, self.blocks_per_level, self.channels = in_channels, L, nb, c
         self.on_lanes = False               # whether the last forward's activations lay on image lanes

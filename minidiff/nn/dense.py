@@ -2,7 +2,7 @@
 import numpy as np
 
 from ..backend import as_rng, check_float_dtype
-from .layer import Layer, check_batch, uniform_init
+from .layer import Layer, check_batch, positive_ints, uniform_init
 
 
 class Dense(Layer):
@@ -16,7 +16,8 @@ class Dense(Layer):
     def __init__(self, in_features, out_features, bias=True, rng=None, dtype=np.float32):
         super().__init__()
         rng, dtype = as_rng(rng), check_float_dtype(dtype)
-        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.in_features, self.out_features = positive_ints("Dense", in_features=in_features,
+                                                            out_features=out_features)
         self.add_param("weight", uniform_init(rng, (out_features, in_features), in_features, dtype))
         if bias:
             self.add_param("bias", uniform_init(rng, (out_features,), in_features, dtype))

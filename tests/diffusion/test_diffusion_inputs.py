@@ -5,7 +5,8 @@ kind. A batch of one works like any other."""
 import numpy as np
 import pytest
 
-from minidiff.diffusion import GaussianDiffusion
+from minidiff.diffusion import (GaussianDiffusion, classifier_free_guidance, cosine_beta_schedule,
+                                linear_beta_schedule, sigmoid_beta_schedule)
 from minidiff.models import MLP, UNet
 
 
@@ -178,3 +179,21 @@ def test_batch_of_one_is_one_row_of_a_larger_batch():
         for a, b in zip(one if isinstance(one, tuple) else (one,), three if isinstance(three, tuple) else (three,)):
             assert a.shape == (1, 2)
             np.testing.assert_allclose(a, b[:1], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: linear_beta_schedule("a"), TypeError, r"num_timesteps: expected a positive integer, got 'a'"),
+    (lambda: cosine_beta_schedule(None), TypeError, r"num_timesteps: expected a positive integer, got None"),
+    (lambda: cosine_beta_schedule(10, s=-0.5), ValueError, r"s: expected a number >= 0, got -0.5"),
+    (lambda: sigmoid_beta_schedule(10, tau=0), ValueError, r"tau: expected a number > 0, got 0"),
+    (lambda: sigmoid_beta_schedule(10, start=3, end=3), ValueError, r"start, end: expected start < end, got 3, 3"),
+    (lambda: classifier_free_guidance(np.zeros((2, 3)), np.zeros((3, 3)), 2.0), ValueError,
+     r"out_uncond: expected shape \(2, 3\) like out_cond, got \(3, 3\)"),
+    (lambda: classifier_free_guidance(np.zeros((2, 3)), np.zeros((2, 3)), "2"), TypeError, "guidance_scale"),
+    (lambda: _diffusion(data_shape=(0,)), ValueError, r"data_shape: expected positive ints, got \(0,\)"),
+    (lambda: _diffusion(data_shape=(2, -1)), ValueError, r"data_shape: expected positive ints, got \(2, -1\)"),
+    (lambda: _diffusion(data_shape="ab"), ValueError, r"data_shape: expected positive ints, got 'ab'"),
+])
+def test_schedules_guidance_and_constructor_checks(call, error, message):
+    with pytest.raises(error, match=message):
+        call()

@@ -91,3 +91,20 @@ def test_softmax_cross_entropy_any_layout_and_empty_batch():
         np.testing.assert_allclose(got[1], want[1], rtol=1e-14, atol=1e-16)
     with pytest.raises(ValueError, match=r"softmax_cross_entropy: logits must be a batch of B >= 1 samples"):
         softmax_cross_entropy(np.zeros((0, 10)), np.zeros(0, np.int64))
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: MLP(2, 3, 10), ValueError, r"MLP: d_hid must be even and >= 4 \(sinusoidal embedding\), got 3"),
+    (lambda: MLP(2, 8, 10, seed=-1), ValueError, r"MLP: seed must be an integer >= 0, got -1"),
+    (lambda: MLP(2, 8, 10, seed="x"), TypeError, r"MLP: seed must be an integer >= 0, got 'x'"),
+    (lambda: UNet(1, 8, 10, seed="x"), TypeError, r"UNet: seed must be an integer >= 0 or a numpy Generator, got 'x'"),
+    (lambda: UNet(1, 8, 10, seed=-3), ValueError, r"UNet: seed must be an integer >= 0 or a numpy Generator"),
+    (lambda: UNet(1, 8, 10, channel_multipliers=("a",)), ValueError,
+     r"UNet: channel_multipliers entry must be a positive integer, got 'a'"),
+    (lambda: UNet(1, 8, 10, channel_multipliers=3), ValueError,
+     r"UNet: channel_multipliers must be a sequence of positive integers, got 3"),
+    (lambda: LeNet5(seed=-1), ValueError, r"LeNet5: seed must be an integer >= 0, got -1"),
+])
+def test_constructor_checks(call, error, message):
+    with pytest.raises(error, match=message):
+        call()

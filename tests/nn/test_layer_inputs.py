@@ -93,3 +93,21 @@ def test_resblock_parts_any_layout():
     with nn.no_grad():
         fused = make().forward(tuple(as_layout(p, "F") for p in parts), emb)
     np.testing.assert_allclose(fused, want[0], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: nn.Dense(0, 3), r"Dense: in_features and out_features must be positive integers, got 0, 3"),
+    (lambda: nn.Dense("a", 3), r"Dense: in_features and out_features must be positive integers, got 'a', 3"),
+    (lambda: nn.Embedding(0, 4), r"Embedding: num_embeddings and dim must be positive integers, got 0, 4"),
+    (lambda: nn.SinusoidalPositionEmbedding(0, 4), r"SinusoidalPositionEmbedding: num_positions must be a "
+                                                   r"positive integer, got 0"),
+    (lambda: nn.Embedding(3, 4).forward(np.array([0, 3])), r"Embedding: labels must be in \[0, 2\], got values in "
+                                                           r"\[0, 3\]"),
+    (lambda: nn.Embedding(3, 4).forward(np.array([0.5])), r"Embedding: labels must be an integer array"),
+    (lambda: nn.SinusoidalPositionEmbedding(10, 4).forward(np.array([10])), r"SinusoidalPositionEmbedding: t must "
+                                                                          r"be in \[0, 9\], got values in \[10, 10\]"),
+])
+def test_constructor_and_index_checks(call, message):
+    """Each used to be a raw OverflowError, IndexError or int() error, or an empty layer."""
+    with pytest.raises(ValueError, match=message):
+        call()
