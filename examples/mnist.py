@@ -27,7 +27,7 @@ from minidiff.backend import to_host
 from minidiff.data.mnist import get_mnist, to_model_range
 from minidiff.diffusion import GaussianDiffusion, make_betas
 from minidiff.diffusion.guidance import check_guidance_interval
-from minidiff.flags import existing_dir, integer, integer_list, output_dir, real
+from minidiff.flags import existing_dir, integer, integer_list, output_dir, output_file, real
 from minidiff.judge import load_judge
 from minidiff.metrics.frechet import fld, guided_accuracy
 from minidiff.models import UNet
@@ -79,7 +79,8 @@ def parse_args(argv=None):
                    help="FLD over this many independent sets of --samples digits per sampler (mean, "
                         "spread and every value in metrics.json; the first set is the one saved). "
                         "At 1,000 samples one set's FLD moves by several points between noise draws")
-    p.add_argument("--judge", default=None, help="LeNet-5 checkpoint (default: cached, trained if missing)")
+    p.add_argument("--judge", type=output_file("a file path for the judge checkpoint"), default=None,
+                   help="LeNet-5 checkpoint (default: cached, trained if missing)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     if args.epochs is None:

@@ -97,6 +97,8 @@ def test_mnist_paths_checked_at_parse_time(mnist, tmp_path, capsys):
     a_file.write_text("x")
     refused(mnist.main, ["--out", str(a_file)], capsys, f"argument --out: expected a directory to write into, "
                                                         f"got the file '{a_file}'")
+    refused(mnist.main, ["--judge", str(tmp_path)], capsys, f"argument --judge: expected a file path for the judge "
+                                                            f"checkpoint, got the directory '{tmp_path}'")
     refused(mnist.main, ["--data-dir", str(tmp_path / "missing")], capsys,
             f"argument --data-dir: expected an existing directory, got '{tmp_path / 'missing'}'")
 
