@@ -36,9 +36,10 @@ import numpy as np
 from minidiff import distributed, plotting
 from minidiff.backend import cuda_unavailable_reason, to_host
 from minidiff.data.mnist import get_mnist, to_model_range
-from minidiff.diffusion import GaussianDiffusion
+from minidiff.diffusion import GaussianDiffusion, make_betas
 from minidiff.diffusion.samplers.sweep import add_sampler_arguments, check_sampler_arguments, run_sweep, sweep_runs
 from minidiff.diffusion.guidance import check_guidance_interval
+from minidiff.flags import existing_dir, integer, integer_list, output_dir, output_file, real
 from minidiff.judge import load_judge
 from minidiff.metrics.frechet import fld, guided_accuracy
 from minidiff.models import UNet
@@ -49,46 +50,49 @@ from minidiff.train import train
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     # settings
-    p.add_argument("--out", default=None, help="output directory (default outputs/mnist[_cond])")
-    p.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files (.gz or raw)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=output_dir, default=None, help="output directory (default outputs/mnist[_cond])")
+    p.add_argument("--data-dir", type=existing_dir, default=None, help="folder with the MNIST IDX files (.gz or raw)")
+    p.add_argument("--seed", type=integer(0), default=0)
     p.add_argument("--conditional", action="store_true", help="label-conditioned U-Net + guidance")
-    p.add_argument("--prob-uncond", type=float, default=0.2, help="label drop rate when training")
-    p.add_argument("--guidance-scale", type=float, default=2.0)
+    p.add_argument("--prob-uncond", type=real(0, 1, high_open=True), default=0.2,
+                   help="label drop rate when training")
+    p.add_argument("--guidance-scale", type=real(), default=2.0)
     p.add_argument("--guidance-interval", default="auto",
                    help="DDPM: 'lo,hi' guides only at the steps t = lo..hi (of 0..T-1); 'all': at every "
                         "step; 'auto' (default): t = T/10 .. 7T/10, i.e. 10..70 for T = 100")
     p.add_argument("--ddim-guidance-interval", default="auto",
                    help="the same for DDIM; 'auto' (default): t = 0 .. 95T/100, i.e. 0..95 for T = 100 "
                         "(every step but the first of 20 trailing steps)")
-    p.add_argument("--num-timesteps", type=int, default=100, help="T")
+    p.add_argument("--num-timesteps", type=integer(1), default=100, help="T")
     p.add_argument("--schedule", default="cosine", choices=["linear", "cosine", "sigmoid"])
-    p.add_argument("--model-channels", type=int, default=16)
-    p.add_argument("--channel-multipliers", default="1,2,3")
-    p.add_argument("--epochs", type=int, default=None,
+    p.add_argument("--model-channels", type=integer(4, even=True), default=16)
+    p.add_argument("--channel-multipliers", type=integer_list(1), default="1,2,3")
+    p.add_argument("--epochs", type=integer(1), default=None,
                    help="default: 50 conditional, 60 unconditional (about 15-17 minutes each on 2 cores)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=integer(1), default=32)
+    p.add_argument("--lr", type=real(0, low_open=True), default=1e-3)
     p.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"],
                    help="cosine: decay to 0 over the run (after 100 warm-up steps)")
-    p.add_argument("--min-snr-gamma", type=float, default=5.0,
+    p.add_argument("--min-snr-gamma", type=real(0), default=5.0,
                    help="weight the loss by min(SNR, gamma) / SNR (Hang et al. 2023); 0 = unweighted")
-    p.add_argument("--ema-decay", type=float, default=0.999, help="EMA of the weights; 0 = off")
-    p.add_argument("--max-train", type=int, default=None, help="use at most this many training digits")
+    p.add_argument("--ema-decay", type=real(0, 1, high_open=True), default=0.999,
+                   help="EMA of the weights; 0 = off")
+    p.add_argument("--max-train", type=integer(1), default=None, help="use at most this many training digits")
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.h5")
-    p.add_argument("--samples", type=int, default=1000, help="digits to sample with each sampler")
-    p.add_argument("--sample-batch", type=int, default=100, help="digits per sampling batch")
-    p.add_argument("--ddim-steps", type=int, default=20)
-    p.add_argument("--eta", type=float, default=None,
+    p.add_argument("--samples", type=integer(1), default=1000, help="digits to sample with each sampler")
+    p.add_argument("--sample-batch", type=integer(1), default=100, help="digits per sampling batch")
+    p.add_argument("--ddim-steps", type=integer(1), default=None, help="default: 20 (T if T < 20)")
+    p.add_argument("--eta", type=real(0, 1), default=None,
                    help="DDIM eta; default 1.0 unconditional, 0.0 conditional (measured best, docs/results.md)")
     p.add_argument("--ddim-spacing", default=None, choices=["linspace", "leading", "trailing"],
                    help="DDIM timesteps; default leading unconditional (t = 95, 90, ..., 0: measured "
                         "3 FLD better than trailing over 8 paired draws, docs/results.md), trailing conditional")
-    p.add_argument("--fld-draws", type=int, default=1,
+    p.add_argument("--fld-draws", type=integer(1), default=1,
                    help="FLD over this many independent sets of --samples digits per sampler (mean, "
                         "spread and every value in metrics.json; the first set is the one saved). "
                         "At 1,000 samples one set's FLD moves by several points between noise draws")
-    p.add_argument("--judge", default=None, help="LeNet-5 checkpoint (default: cached, trained if missing)")
+    p.add_argument("--judge", type=output_file("a file path for the judge checkpoint"), default=None,
+                   help="LeNet-5 checkpoint (default: cached, trained if missing)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                    help="where the U-Net trains and samples (cuda: CuPy and a CUDA device); the judge runs on the CPU")
     p.add_argument("--no-progress", action="store_true")
@@ -98,18 +102,18 @@ def parse_args(argv=None):
     reason = cuda_unavailable_reason() if args.device == "cuda" else None
     if reason is not None:
         p.error(f"--device cuda needs CuPy and a CUDA device: {reason}")
-    args.channel_multipliers = tuple(int(m) for m in args.channel_multipliers.split(","))
     if args.epochs is None:
         args.epochs = 50 if args.conditional else 60
     if args.eta is None:
         args.eta = 0.0 if args.conditional else 1.0
     if args.ddim_spacing is None:
         args.ddim_spacing = "trailing" if args.conditional else "leading"
-    if args.fld_draws < 1:
-        p.error(f"--fld-draws: expected an integer >= 1, got {args.fld_draws}")
-    if args.min_snr_gamma is not None and args.min_snr_gamma <= 0:
+    if args.ddim_steps is None:
+        args.ddim_steps = min(20, args.num_timesteps)
+    if args.min_snr_gamma == 0:
         args.min_snr_gamma = None
     T = args.num_timesteps
+    check_model_flags(p, args)
     auto = {"guidance_interval": (T // 10, (7 * T) // 10),        # measured best at T = 100 (docs/results.md)
             "ddim_guidance_interval": (0, min(T - 1, (95 * T) // 100))}
     for name in ("guidance_interval", "ddim_guidance_interval"):
@@ -195,6 +199,22 @@ def save_grid(imgs, want, path, title):
     plotting.image_grid(imgs[:100], path, nrow=10, title=title, row_labels=range(10) if want is not None else None)
 
 
+def check_model_flags(p, args):
+    """The flags that only fit together, checked now rather than after loading the data: the
+    schedule's betas for T, the U-Net's channels (8 groups), the DDIM steps for T."""
+    T = args.num_timesteps
+    if args.ddim_steps > T:
+        p.error(f"--ddim-steps: expected an integer in [1, {T}] (--num-timesteps), got {args.ddim_steps}")
+    betas = make_betas(args.schedule, T)
+    if not np.all((betas > 0) & (betas < 1)):
+        p.error(f"--schedule / --num-timesteps: every beta must lie in (0, 1), got min {betas.min():g}, "
+                f"max {betas.max():g} for the {args.schedule} schedule with T = {T} (linear needs T > 20)")
+    try:
+        UNet(1, args.model_channels, T, channel_multipliers=args.channel_multipliers)   # a few ms
+    except ValueError as e:
+        p.error(f"--model-channels / --channel-multipliers: {e}")
+
+
 def sample_in_batches(sample_fn, n, batch, labels=None):
     """Run sample_fn(count, labels) over batches of at most `batch`; concatenate on the host.
 
@@ -242,7 +262,7 @@ def main(argv=None):
     # --- data -----------------------------------------------------------
     images, digits, source = get_mnist(args.data_dir, split="train")
     test_images, test_digits, _ = get_mnist(args.data_dir, split="test")
-    if args.max_train:
+    if args.max_train is not None:
         images, digits = images[:args.max_train], digits[:args.max_train]
     x = to_model_range(images)                                   # (N, 1, 28, 28) in [-1, 1]
     x_test = to_model_range(test_images)

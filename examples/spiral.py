@@ -30,8 +30,9 @@ import numpy as np
 from minidiff import distributed, plotting
 from minidiff.backend import cuda_unavailable_reason, to_device, to_host
 from minidiff.data.toy2d import make_spiral
-from minidiff.diffusion import GaussianDiffusion
+from minidiff.diffusion import GaussianDiffusion, make_betas
 from minidiff.diffusion.samplers.sweep import add_sampler_arguments, check_sampler_arguments, run_sweep, sweep_runs
+from minidiff.flags import integer, output_dir, real
 from minidiff.metrics.spiral import distance_per_timestep, mean_spiral_distance
 from minidiff.models import MLP
 from minidiff.optim import EMA, Adam
@@ -41,24 +42,25 @@ from minidiff.train import train
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     # settings
-    p.add_argument("--out", default="outputs/spiral", help="output directory")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--n-points", type=int, default=10_000, help="training points")
-    p.add_argument("--data-noise", type=float, default=0.0, help="std of noise added to the training spiral")
-    p.add_argument("--num-timesteps", type=int, default=40, help="T")
+    p.add_argument("--out", type=output_dir, default="outputs/spiral", help="output directory")
+    p.add_argument("--seed", type=integer(0), default=0)
+    p.add_argument("--n-points", type=integer(1), default=10_000, help="training points")
+    p.add_argument("--data-noise", type=real(0), default=0.0, help="std of noise added to the training spiral")
+    p.add_argument("--num-timesteps", type=integer(1), default=40, help="T")
     p.add_argument("--schedule", default="linear", choices=["linear", "cosine", "sigmoid"])
-    p.add_argument("--beta-start", type=float, default=8e-6, help="linear schedule, before the 1000/T scaling")
-    p.add_argument("--beta-end", type=float, default=9e-5, help="linear schedule, before the 1000/T scaling")
-    p.add_argument("--d-hid", type=int, default=32)
-    p.add_argument("--epochs", type=int, default=400)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--ema-decay", type=float, default=0.999, help="EMA of the weights; 0 = off")
-    p.add_argument("--checkpoint-every", type=int, default=10, help="epochs between checkpoints")
+    p.add_argument("--beta-start", type=real(), default=8e-6, help="linear schedule, before the 1000/T scaling")
+    p.add_argument("--beta-end", type=real(), default=9e-5, help="linear schedule, before the 1000/T scaling")
+    p.add_argument("--d-hid", type=integer(4, even=True), default=32)
+    p.add_argument("--epochs", type=integer(1), default=400)
+    p.add_argument("--batch-size", type=integer(1), default=32)
+    p.add_argument("--lr", type=real(0, low_open=True), default=1e-3)
+    p.add_argument("--ema-decay", type=real(0, 1, high_open=True), default=0.999,
+                   help="EMA of the weights; 0 = off")
+    p.add_argument("--checkpoint-every", type=integer(1), default=10, help="epochs between checkpoints")
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.h5")
-    p.add_argument("--samples", type=int, default=1000, help="points to sample with each sampler")
-    p.add_argument("--ddim-steps", type=int, default=20)
-    p.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0 = deterministic)")
+    p.add_argument("--samples", type=integer(1), default=1000, help="points to sample with each sampler")
+    p.add_argument("--ddim-steps", type=integer(1), default=None, help="default: 20 (T if T < 20)")
+    p.add_argument("--eta", type=real(0, 1), default=0.0, help="DDIM eta (0 = deterministic)")
     p.add_argument("--ddim-spacing", default="trailing", choices=["linspace", "leading", "trailing"],
                    help="which DDIM timesteps (trailing starts at t = T-1)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
@@ -66,11 +68,26 @@ def parse_args(argv=None):
     p.add_argument("--no-progress", action="store_true")
     add_sampler_flags(p)
     args = p.parse_args(argv)
+    T = args.num_timesteps
+    if args.ddim_steps is None:
+        args.ddim_steps = min(20, T)
+    if args.ddim_steps > T:
+        p.error(f"--ddim-steps: expected an integer in [1, {T}] (--num-timesteps), got {args.ddim_steps}")
+    betas = make_betas(args.schedule, T, **schedule_kwargs(args))
+    if not np.all((betas > 0) & (betas < 1)):
+        p.error(f"--schedule / --num-timesteps / --beta-start / --beta-end: every beta must lie in (0, 1), got "
+                f"min {betas.min():g}, max {betas.max():g} for the {args.schedule} schedule with T = {T} "
+                f"(linear scales its betas by 1000/T)")
     check_sampler_arguments(p, args, args.num_timesteps)
     reason = cuda_unavailable_reason() if args.device == "cuda" else None
     if reason is not None:
         p.error(f"--device cuda needs CuPy and a CUDA device: {reason}")
     return args
+
+
+def schedule_kwargs(args):
+    """The schedule's own flags: --beta-start and --beta-end for the linear schedule."""
+    return dict(beta_start=args.beta_start, beta_end=args.beta_end) if args.schedule == "linear" else {}
 
 
 def add_sampler_flags(p):
@@ -114,10 +131,9 @@ def main(argv=None):
     X_val = make_spiral(max(args.n_points // 10, 1), noise=args.data_noise, rng=rng)
 
     # --- model ----------------------------------------------------------
-    schedule_kwargs = dict(beta_start=args.beta_start, beta_end=args.beta_end) if args.schedule == "linear" else {}
     model = MLP(in_dim=2, d_hid=args.d_hid, num_timesteps=args.num_timesteps, seed=args.seed)
     diffusion = GaussianDiffusion(model, args.num_timesteps, schedule=args.schedule,
-                                  schedule_kwargs=schedule_kwargs, data_shape=(2,))
+                                  schedule_kwargs=schedule_kwargs(args), data_shape=(2,))
     if args.device == "cuda":
         model.to("cuda")
         diffusion.to("cuda")

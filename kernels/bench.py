@@ -62,10 +62,21 @@ def on_reference(fn, *args):
         return fn(*args)
 
 
+def positive_int(text):
+    """An argparse type: an integer >= 1 (argparse names the flag in its error)."""
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return v
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeat", type=int, default=21)
-    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--repeat", type=positive_int, default=21)
+    ap.add_argument("--batch", type=positive_int, default=32)
     args = ap.parse_args(argv)
     from .sampling.cpu import ddim_step_cpu, ddpm_step_cpu
 

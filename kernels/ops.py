@@ -155,10 +155,10 @@ def conv2d_backward(dy, x, w, stride, padding, need_bias=True):
     if family is LINES:
         if shape == "3x3":
             from .conv.lanes import conv3x3_backward_on_lines
-            return conv3x3_backward_on_lines(dy, x, w, need_bias)
+            return conv3x3_backward_on_lines(*_on_lanes([dy, x]), w, need_bias)
         if shape == "4x4s2":
             from .conv.lanes import conv4x4s2_backward_on_lines
-            return conv4x4s2_backward_on_lines(dy, x, w, need_bias)
+            return conv4x4s2_backward_on_lines(*_on_lanes([dy, x]), w, need_bias)
         dx, dw, db = conv2d_backward(to_array(dy), to_array(x), w, stride, padding, need_bias)
         return to_lanes(dx), dw, db
     if family is CPU:
@@ -250,7 +250,7 @@ def upsample_conv3x3_backward(dy, x, w, need_bias=True):
     family = route(dy, x, w)
     if family is LINES:
         from .upconv.lanes import upsample_conv3x3_backward_on_lines
-        return upsample_conv3x3_backward_on_lines(dy, x, w, need_bias)
+        return upsample_conv3x3_backward_on_lines(*_on_lanes([dy, x]), w, need_bias)
     if family is CPU:
         from .upconv.cpu import upsample_conv3x3_backward_cpu
         return upsample_conv3x3_backward_cpu(dy, x, w, need_bias)
@@ -268,7 +268,8 @@ def groupnorm_silu_forward(x, weight, bias, shift, num_groups, eps, silu=True, r
     if family is LINES:
         if silu:
             from .groupnorm.lanes import groupnorm_silu_forward_on_lines
-            return groupnorm_silu_forward_on_lines(x, weight, bias, shift, num_groups, eps, residual)
+            return groupnorm_silu_forward_on_lines(to_lanes(x), weight, bias, shift, num_groups, eps,
+                                                   None if residual is None else to_lanes(residual))
         y, mean, rstd = groupnorm_silu_forward(to_array(x), weight, bias, shift, num_groups, eps, silu=False,
                                                residual=None if residual is None else to_array(residual))
         return to_lanes(y), mean, rstd
@@ -287,7 +288,8 @@ def groupnorm_silu_backward(dy, x, mean, rstd, weight, bias, shift, num_groups, 
     if family is LINES:
         if silu:
             from .groupnorm.lanes import groupnorm_silu_backward_on_lines
-            return groupnorm_silu_backward_on_lines(dy, x, mean, rstd, weight, bias, shift, num_groups)
+            return groupnorm_silu_backward_on_lines(*_on_lanes([dy, x]), mean, rstd, weight, bias, shift,
+                                                    num_groups)
         dx, *rest = groupnorm_silu_backward(to_array(dy), to_array(x), mean, rstd, weight, bias, shift,
                                             num_groups, silu=False)
         return (to_lanes(dx), *rest)

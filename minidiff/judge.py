@@ -120,6 +120,8 @@ def build_judge(out=None, data_dir=None, epochs=None, batch_size=64, lr=3e-3, se
     from .checkpoint import save_checkpoint
 
     out = os.path.expanduser(out or JUDGE_PATH)
+    if os.path.isdir(out):                              # refused now, not after the training
+        raise ValueError(f"out: expected a file path for the checkpoint, got the directory {out!r}")
     x_train, y_train, x_test, y_test, source = load_data(data_dir)
     if log is not None:
         log(f"judge data: {source}; {len(y_train)} train / {len(y_test)} held-out digits")
@@ -168,15 +170,18 @@ def load_judge(path=None, data_dir=None, train_if_missing=True, log=print, progr
 
 
 def main(argv=None):
+    from .flags import existing_dir, integer, output_file, real
+
     p = argparse.ArgumentParser(prog="python -m minidiff.judge",
                                 description="Train the LeNet-5 judge used by the FLD metric.")
-    p.add_argument("--data-dir", default=None, help="folder with the four MNIST IDX files")
-    p.add_argument("--epochs", type=int, default=None,
+    p.add_argument("--data-dir", type=existing_dir, default=None, help="folder with the four MNIST IDX files")
+    p.add_argument("--epochs", type=integer(1), default=None,
                    help="default: 25 on the 4,000-digit subset, 2 on full MNIST")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=JUDGE_PATH, help=f"checkpoint path (default {JUDGE_PATH})")
+    p.add_argument("--batch-size", type=integer(1), default=64)
+    p.add_argument("--lr", type=real(0, low_open=True), default=3e-3)
+    p.add_argument("--seed", type=integer(0), default=0)
+    p.add_argument("--out", type=output_file("a file path for the checkpoint"), default=JUDGE_PATH,
+                   help=f"checkpoint path (default {JUDGE_PATH})")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar; one line per epoch")
     args = p.parse_args(argv)
     try:

@@ -32,12 +32,16 @@ def per_sample(c, B, like, name):
 
 
 def prepare_step(x_t, eps_hat, z, out, x0_out):
-    """Validate and flatten: (x_t, eps_hat, z, out, x0_out) as (B, D) views, outputs allocated."""
+    """Validate and flatten: (x_t, eps_hat, z, out, x0_out), then the outputs' (B, D) views.
+    The inputs become C-contiguous (B, D) arrays (a copy only when they are not C-contiguous);
+    `out` and `x0_out` are allocated C-ordered when None, else must be C-contiguous."""
     xp = get_xp(x_t)
     if x_t.dtype.kind != "f":
         raise TypeError(f"x_t: expected a float array, got {x_t.dtype}")
     if x_t.ndim < 1:
         raise ValueError("x_t: expected shape (B, ...), got a scalar")
+    if x_t.shape[0] == 0:
+        raise ValueError(f"x_t: expected a batch of B >= 1 samples, got an empty batch {tuple(x_t.shape)}")
     for name, a in (("eps_hat", eps_hat), ("z", z), ("out", out), ("x0_out", x0_out)):
         if a is not None and (tuple(a.shape) != tuple(x_t.shape) or a.dtype != x_t.dtype):
             raise ValueError(f"{name}: expected shape {tuple(x_t.shape)} and dtype {x_t.dtype}, "
@@ -47,8 +51,10 @@ def prepare_step(x_t, eps_hat, z, out, x0_out):
             raise ValueError(f"{name}: expected a C-contiguous array")
     if x0_out is not None and (x0_out is x_t or x0_out is eps_hat):
         raise ValueError("x0_out: must not be x_t or eps_hat (x_t is read after x0_hat is written)")
-    out = xp.empty_like(x_t) if out is None else out
-    x0_out = xp.empty_like(x_t) if x0_out is None else x0_out
+    # Fresh outputs are C-ordered whatever x_t's layout: the kernels write their (B, D) views,
+    # which for any other order would be copies, leaving the returned arrays unwritten.
+    out = xp.empty(x_t.shape, dtype=x_t.dtype) if out is None else out
+    x0_out = xp.empty(x_t.shape, dtype=x_t.dtype) if x0_out is None else x0_out
     B = x_t.shape[0]
     flat = lambda a: None if a is None else xp.ascontiguousarray(a).reshape(B, -1)   # (B, D)
     return flat(x_t), flat(eps_hat), flat(z), out, x0_out, out.reshape(B, -1), x0_out.reshape(B, -1)

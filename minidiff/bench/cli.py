@@ -26,6 +26,7 @@ import json
 import sys
 
 from ..backend import cuda_unavailable_reason
+from ..flags import integer, name_list, output_file
 from .cases import CASES
 from .convs import conv_shape_rows
 from .memory import memory_child
@@ -41,7 +42,7 @@ GPU_CASE_NAMES = ("unet_train_step", "unet_forward", "unet_forward_256", "ddim_s
 
 def _case_names(p, cases, known):
     """--cases as a list of names from `known` (all of them when not given); exits on an unknown one."""
-    names = list(known) if cases is None else [n.strip() for n in cases.split(",") if n.strip()]
+    names = list(known) if cases is None else cases
     unknown = [n for n in names if n not in known]
     if unknown:
         p.error(f"--cases: unknown {unknown}; expected names from {list(known)}")
@@ -49,16 +50,10 @@ def _case_names(p, cases, known):
 
 
 def _counts(p, args, defaults):
-    """(repeats, rounds, pairs): the flags, else `defaults`, else --quick's 3, 1, 0; exits on bad values."""
-    repeats = args.repeats or (3 if args.quick else defaults[0])
-    if repeats < 1:
-        p.error(f"--repeats: expected a positive integer, got {repeats}")
-    rounds = args.rounds or (1 if args.quick else defaults[1])
-    if rounds < 1:
-        p.error(f"--rounds: expected a positive integer, got {rounds}")
+    """(repeats, rounds, pairs): the flags (checked when parsed), else `defaults`, else --quick's 3, 1, 0."""
+    repeats = args.repeats if args.repeats is not None else (3 if args.quick else defaults[0])
+    rounds = args.rounds if args.rounds is not None else (1 if args.quick else defaults[1])
     pairs = args.pairs if args.pairs is not None else (0 if args.quick else defaults[2])
-    if pairs < 0:
-        p.error(f"--pairs: expected 0 or a positive integer, got {pairs}")
     return repeats, rounds, pairs
 
 
@@ -66,15 +61,16 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m minidiff.bench", description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                    help="cpu (default) or cuda: the U-Net cases on a GPU against PyTorch CUDA")
-    p.add_argument("--cases", default=None,
+    p.add_argument("--cases", type=name_list, default=None,
                    help=f"comma-separated, from {','.join(CASES)} (--device cuda: {','.join(GPU_CASE_NAMES)})"),
-    p.add_argument("--repeats", type=int, default=None, help="timed calls per path (default 7, --device cuda 10, 3 with --quick)")
-    p.add_argument("--rounds", type=int, default=None,
+    p.add_argument("--repeats", type=integer(1), default=None,
+                   help="timed calls per path (default 7, --device cuda 10, 3 with --quick; 25 with --conv-shapes)")
+    p.add_argument("--rounds", type=integer(1), default=None,
                    help="rounds in which the paths take turns (default 3, --device cuda 2, 1 with --quick)")
-    p.add_argument("--pairs", type=int, default=None,
+    p.add_argument("--pairs", type=integer(0), default=None,
                    help="back-to-back pairs of calls, minidiff then torch, after the rounds "
                         "(default 7, --device cuda 5, 0 with --quick)")
-    p.add_argument("--json", default=None, metavar="PATH", help="write the rows as a JSON list")
+    p.add_argument("--json", type=output_file(), default=None, metavar="PATH", help="write the rows as a JSON list")
     p.add_argument("--quick", action="store_true", help="3 repeats, one round and no memory subprocesses")
     p.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
     p.add_argument("--profile", action="store_true", help="only profile the U-Net train step by layer type")
@@ -103,7 +99,7 @@ def main(argv=None):
         profile_unet_train_step()
         return 0
     if args.conv_shapes:
-        rows = conv_shape_rows(import_torch(), repeats=args.repeats or 25)
+        rows = conv_shape_rows(import_torch(), repeats=25 if args.repeats is None else args.repeats)
         print(format_conv_shape_table(rows, 64))
         write_json(args.json, rows)
         return 0

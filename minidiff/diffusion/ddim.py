@@ -12,7 +12,8 @@ import numbers
 
 import numpy as np
 
-from ..backend import as_rng, randn, to_host
+from ..backend import randn, to_host
+from .checks import check_clip_denoised, check_rng
 from .guidance import check_guidance_interval, check_guidance_scale, guided_forward, scale_at
 
 SPACINGS = ("linspace", "leading", "trailing")
@@ -74,12 +75,13 @@ class DDIMMixin:
         if not later:
             raise ValueError(f"t_next: expected t_next < t (DDIM steps towards the data), got t={t}, t_next={t_next}")
         eta = check_eta(eta)
+        labels, guidance_scale = self._check_labels(labels, B), check_guidance_scale(guidance_scale)
+        clip_denoised, rng = check_clip_denoised(clip_denoised), check_rng(rng)
         if noise is None and eta > 0:
-            noise = randn(as_rng(rng), x_t.shape, x_t.dtype, self.xp)
+            noise = randn(rng, x_t.shape, x_t.dtype, self.xp)
         if noise is not None:
-            noise = self._check_like(noise, x_t, "noise")
-        return self._ddim_step(x_t, t, t_next, noise, eta, self._check_labels(labels, B),
-                               check_guidance_scale(guidance_scale), clip_denoised)
+            noise = self._check_like(noise, x_t, "noise", same_dtype=True)
+        return self._ddim_step(x_t, t, t_next, noise, eta, labels, guidance_scale, clip_denoised)
 
     def _ddim_step(self, x_t, t, t_next, noise, eta, labels, guidance_scale, clip_denoised):
         if isinstance(t, int) and isinstance(t_next, int) and self.objective == "eps":
@@ -102,6 +104,7 @@ class DDIMMixin:
         eps_hat = guided_forward(self.model, x_t, self._t_batch(t, x_t.shape[0]), labels, guidance_scale)
         if tuple(eps_hat.shape) != tuple(x_t.shape):
             raise ValueError(f"model output: expected shape {tuple(x_t.shape)}, got {tuple(eps_hat.shape)}")
+        eps_hat = eps_hat.astype(x_t.dtype, copy=False)                # the step runs in x_t's dtype
         abar64 = self._buffers64["alphas_cumprod"]
         abar, abar_next = float(abar64[t]), (float(abar64[t_next]) if t_next >= 0 else 1.0)
         sigma = eta * np.sqrt((1 - abar_next) / (1 - abar) * max(1 - abar / abar_next, 0.0)) if eta > 0 else 0.0
@@ -122,8 +125,9 @@ class DDIMMixin:
         guidance_interval (t_lo, t_hi): guide only at the steps t inside it (see guidance.py).
         """
         ts, ts_next = self._ddim_schedule(sampling_timesteps, spacing)
-        eta, rng, xp = check_eta(eta), as_rng(rng), self.xp
+        eta, rng, xp = check_eta(eta), check_rng(rng), self.xp
         guidance_scale = check_guidance_scale(guidance_scale)
+        clip_denoised = check_clip_denoised(clip_denoised)
         interval = check_guidance_interval(guidance_interval, self.num_timesteps)
         if x_T is None:
             shape = self._check_shape(shape)
@@ -157,6 +161,7 @@ class DDIMMixin:
         x = self._check_x(x0, "x0")
         labels = self._check_labels(labels, x.shape[0])
         guidance_scale = check_guidance_scale(guidance_scale)
+        clip_denoised = check_clip_denoised(clip_denoised)
         xp, n = self.xp, x.ndim
         for t_prev, t in self._progress(zip([-1] + ts_up[:-1], ts_up), progress, "DDIM inversion", len(ts)):
             eps, _ = self._model_predictions(x, t, labels, guidance_scale, clip_denoised)

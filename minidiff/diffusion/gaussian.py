@@ -9,7 +9,8 @@ import numbers
 
 import numpy as np
 
-from ..backend import as_rng, check_float_dtype, device_module, get_xp, randn, to_host
+from ..backend import check_float_dtype, device_module, get_xp, randn, to_host
+from .checks import check_clip_denoised, check_data_shape, check_rng
 from .ddim import DDIMMixin
 from .guidance import check_guidance_interval, check_guidance_scale, guided_forward, scale_at
 from .samplers.sample import SampleMixin
@@ -93,11 +94,16 @@ class GaussianDiffusion(DDIMMixin, SampleMixin):
         for name, value, valid in (("objective", objective, OBJECTIVES), ("variance", variance, VARIANCES)):
             if value not in valid:
                 raise ValueError(f"{name}: expected one of {list(valid)}, got {value!r}")
+        model_T = getattr(model, "num_timesteps", None)
+        if isinstance(model_T, numbers.Integral) and model_T < len(betas):
+            raise ValueError(f"model: built for num_timesteps={model_T}, but the diffusion has T = {len(betas)} "
+                             f"(its time embedding has no row for t >= {model_T}); build it with "
+                             f"num_timesteps >= {len(betas)}")
         self.model = model
         self.num_timesteps = len(betas)
         self.objective, self.variance = objective, variance
-        self.clip_denoised = bool(clip_denoised)
-        self.data_shape = None if data_shape is None else tuple(int(d) for d in data_shape)
+        self.clip_denoised = check_clip_denoised(clip_denoised, allow_none=False)
+        self.data_shape = None if data_shape is None else check_data_shape(data_shape)
         self._buffers64 = diffusion_buffers(betas)
         if min_snr_gamma is not None:
             if not isinstance(min_snr_gamma, numbers.Real) or not min_snr_gamma > 0:
@@ -136,18 +142,25 @@ class GaussianDiffusion(DDIMMixin, SampleMixin):
     def _check_x(self, x, name="x"):
         if not hasattr(x, "shape") or not hasattr(x, "dtype"):
             raise TypeError(f"{name}: expected an array, got {type(x).__name__}")
-        if x.dtype.kind != "f":
-            raise TypeError(f"{name}: expected a float array, got dtype {x.dtype}")
+        if x.dtype not in (np.float32, np.float64):
+            raise TypeError(f"{name}: expected a float array (float32 or float64), got dtype {x.dtype}")
         if get_xp(x) is not self.xp:
             raise ValueError(f"{name}: array is on {get_xp(x).__name__} but the diffusion buffers are on "
                              f"{self.xp.__name__}; call .to(device)")
         if x.ndim < 1 or (self.data_shape is not None and tuple(x.shape[1:]) != self.data_shape):
             raise ValueError(f"{name}: expected shape (B, *{self.data_shape}), got {tuple(x.shape)}")
+        if x.shape[0] == 0:
+            raise ValueError(f"{name}: expected a batch of B >= 1 samples, got an empty batch {tuple(x.shape)}")
         return x
 
-    def _check_like(self, a, x, name):
+    def _check_like(self, a, x, name, same_dtype=False):
+        """a shaped like x, a float array (of x's dtype when same_dtype: the fused steps need it)."""
         if not hasattr(a, "shape") or tuple(a.shape) != tuple(x.shape):
             raise ValueError(f"{name}: expected shape {tuple(x.shape)}, got {getattr(a, 'shape', type(a).__name__)}")
+        if a.dtype.kind != "f":
+            raise TypeError(f"{name}: expected a float array, got dtype {a.dtype}")
+        if same_dtype and a.dtype != x.dtype:
+            raise TypeError(f"{name}: expected dtype {x.dtype} (x_t's), got {a.dtype}")
         return a
 
     def _check_shape(self, shape):
@@ -183,6 +196,9 @@ class GaussianDiffusion(DDIMMixin, SampleMixin):
     def _check_labels(self, labels, B):
         if labels is None:
             return None
+        if getattr(self.model, "num_classes", "not declared") is None:
+            raise ValueError("labels: given, but the model is unconditional (num_classes=None); "
+                             "sample it without labels")
         labels = self.xp.asarray(labels)                         # a list or host array -> the device
         if labels.dtype.kind not in "iu":
             raise TypeError(f"labels: expected integer class labels, got dtype {labels.dtype}")
@@ -278,7 +294,7 @@ class GaussianDiffusion(DDIMMixin, SampleMixin):
         x_t = self._check_x(x_t, "x_t")
         B = x_t.shape[0]
         return self._model_predictions(x_t, self._check_t(t, B), self._check_labels(labels, B),
-                                       check_guidance_scale(guidance_scale), clip_denoised)
+                                       check_guidance_scale(guidance_scale), check_clip_denoised(clip_denoised))
 
     def _model_predictions(self, x_t, t, labels, guidance_scale, clip_denoised):
         out = guided_forward(self.model, x_t, self._t_batch(t, x_t.shape[0]), labels, guidance_scale)
@@ -302,7 +318,7 @@ class GaussianDiffusion(DDIMMixin, SampleMixin):
         x_t = self._check_x(x_t, "x_t")
         B = x_t.shape[0]
         return self._p_mean_variance(x_t, self._check_t(t, B), self._check_labels(labels, B),
-                                     check_guidance_scale(guidance_scale), clip_denoised)
+                                     check_guidance_scale(guidance_scale), check_clip_denoised(clip_denoised))
 
     def _p_mean_variance(self, x_t, t, labels, guidance_scale, clip_denoised):
         _, x0_hat = self._model_predictions(x_t, t, labels, guidance_scale, clip_denoised)
@@ -317,11 +333,12 @@ class GaussianDiffusion(DDIMMixin, SampleMixin):
         x_t = self._check_x(x_t, "x_t")
         B = x_t.shape[0]
         t = self._check_t(t, B)
+        labels, guidance_scale = self._check_labels(labels, B), check_guidance_scale(guidance_scale)
+        clip_denoised, rng = check_clip_denoised(clip_denoised), check_rng(rng)
         if noise is None:
-            noise = randn(as_rng(rng), x_t.shape, x_t.dtype, self.xp)
-        noise = self._check_like(noise, x_t, "noise")
-        return self._p_sample(x_t, t, noise, self._check_labels(labels, B),
-                              check_guidance_scale(guidance_scale), clip_denoised)
+            noise = randn(rng, x_t.shape, x_t.dtype, self.xp)
+        noise = self._check_like(noise, x_t, "noise", same_dtype=True)
+        return self._p_sample(x_t, t, noise, labels, guidance_scale, clip_denoised)
 
     def _p_sample(self, x_t, t, noise, labels, guidance_scale, clip_denoised):
         if isinstance(t, int) and self.objective == "eps":
@@ -342,6 +359,7 @@ class GaussianDiffusion(DDIMMixin, SampleMixin):
         eps_hat = guided_forward(self.model, x_t, self._t_batch(t, x_t.shape[0]), labels, guidance_scale)
         if tuple(eps_hat.shape) != tuple(x_t.shape):
             raise ValueError(f"model output: expected shape {tuple(x_t.shape)}, got {tuple(eps_hat.shape)}")
+        eps_hat = eps_hat.astype(x_t.dtype, copy=False)                # the step runs in x_t's dtype
         b = self._buffers64
         var = b["posterior_variance" if self.variance == "fixed_small" else "model_variance_fixed_large"][t]
         sigma = float(np.sqrt(var)) if t > 0 else 0.0
@@ -370,7 +388,8 @@ class GaussianDiffusion(DDIMMixin, SampleMixin):
         labels = self._check_labels(labels, shape[0])
         guidance_scale = check_guidance_scale(guidance_scale)
         interval = check_guidance_interval(guidance_interval, self.num_timesteps)
-        rng, xp, T = as_rng(rng), self.xp, self.num_timesteps
+        clip_denoised = check_clip_denoised(clip_denoised)
+        rng, xp, T = check_rng(rng), self.xp, self.num_timesteps
         x = randn(rng, shape, self.dtype, xp)                    # (B, ...)
         xs, x0_hats = [x], []
         for t in self._progress(range(T - 1, -1, -1), progress, "DDPM sampling", T):
@@ -397,7 +416,7 @@ class GaussianDiffusion(DDIMMixin, SampleMixin):
         if not bool(to_host(xp.isfinite(x0).all())):
             raise ValueError("x0: contains NaN or inf")
         if t is None or noise is None:
-            rng = as_rng(rng)
+            rng = check_rng(rng)
         if t is None:
             t = xp.asarray(rng.integers(0, self.num_timesteps, size=B))   # (B,)
         else:

@@ -21,6 +21,10 @@ UNCONDITIONED = 0
 
 def classifier_free_guidance(out_cond, out_uncond, guidance_scale):
     """out_uncond + s (out_cond - out_uncond); s = 1: conditional, s = 0: unconditional."""
+    guidance_scale = check_guidance_scale(guidance_scale)
+    if tuple(out_uncond.shape) != tuple(out_cond.shape):
+        raise ValueError(f"out_uncond: expected shape {tuple(out_cond.shape)} like out_cond, "
+                         f"got {tuple(out_uncond.shape)}")
     return out_uncond + guidance_scale * (out_cond - out_uncond)   # (B, ...)
 
 

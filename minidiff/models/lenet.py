@@ -15,6 +15,7 @@ from ..backend import as_rng, get_xp
 from ..nn import Dense, GELU, Layer, ReLU, Sequential, SiLU
 from ..nn.conv import Conv2d
 from ..nn.resample import AvgPool2d, Flatten, MaxPool2d
+from .inputs import check_seed, check_x
 
 ACTIVATIONS = {"relu": ReLU, "silu": SiLU, "gelu": GELU}
 POOLS = {"max": MaxPool2d, "avg": AvgPool2d}
@@ -31,7 +32,7 @@ class LeNet5(Layer):
             raise ValueError(f"LeNet5: activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         if pool not in POOLS:
             raise ValueError(f"LeNet5: pool must be one of {sorted(POOLS)}, got {pool!r}")
-        rng, act, Pool = as_rng(seed), ACTIVATIONS[activation], POOLS[pool]
+        rng, act, Pool = as_rng(check_seed(seed, "LeNet5")), ACTIVATIONS[activation], POOLS[pool]
         self.body = Sequential(
             Conv2d(1, 6, 5, padding=2, rng=rng, dtype=dtype), act(), Pool(2),     # (B, 6, 14, 14)
             Conv2d(6, 16, 5, rng=rng, dtype=dtype), act(), Pool(2),               # (B, 16, 5, 5)
@@ -43,8 +44,7 @@ class LeNet5(Layer):
                            activation=activation, pool=pool)
 
     def _check_input(self, x):
-        if x.ndim != 4 or tuple(x.shape[1:]) != (1, 28, 28):
-            raise ValueError(f"LeNet5: x must be (B, 1, 28, 28), got {tuple(x.shape)}")
+        check_x(x, "LeNet5", (1, 28, 28), "1, 28, 28")
 
     def features(self, x):
         """The 84-dim penultimate activations (B, 84). Not for backward: use forward."""
@@ -61,8 +61,9 @@ class LeNet5(Layer):
     def predict(self, x, batch_size=500):
         """argmax of the logits, (B,), evaluated in batches."""
         xp = get_xp(x)
+        self._check_input(x)
         out = [self.forward(x[i:i + batch_size]).argmax(axis=1) for i in range(0, x.shape[0], batch_size)]
-        return xp.concatenate(out) if out else xp.zeros((0,), dtype=np.int64)
+        return xp.concatenate(out)
 
     def extra_repr(self):
         return ", ".join(f"{k}={v!r}" for k, v in self.config.items())
@@ -77,6 +78,9 @@ def softmax_cross_entropy(logits, labels):
     if logits.ndim != 2:
         raise ValueError(f"softmax_cross_entropy: logits must be (B, K), got {tuple(logits.shape)}")
     B, K = logits.shape
+    if B == 0:
+        raise ValueError(f"softmax_cross_entropy: logits must be a batch of B >= 1 samples, "
+                         f"got an empty batch {tuple(logits.shape)}")
     labels = xp.asarray(labels)
     if labels.shape != (B,) or labels.dtype.kind not in "iu":
         raise ValueError(f"softmax_cross_entropy: labels must be {B} integers, "

@@ -7,15 +7,19 @@
 """
 import numpy as np
 
-from ..backend import as_rng
+from ..backend import as_rng, get_xp
 from ..nn import ConditionalChain, ConditionalSum, Dense, GELU, ReLU, Sequential, SiLU
 from ..nn import SinusoidalPositionEmbedding
+from .inputs import check_seed, check_x, index_array
 
 ACTIVATIONS = {"swish": SiLU, "silu": SiLU, "gelu": GELU, "relu": ReLU}
 
 
 class MLP(ConditionalChain):
-    """MLP(in_dim=2, d_hid=32, num_timesteps=40, num_layers=3, activation="swish")."""
+    """MLP(in_dim=2, d_hid=32, num_timesteps=40, num_layers=3, activation="swish").
+
+    forward(x, t): x (B, in_dim), t (B,) integers in [0, num_timesteps - 1].
+    """
 
     def __init__(self, in_dim=2, d_hid=32, num_timesteps=40, num_layers=3,
                  activation="swish", seed=0, dtype=np.float32):
@@ -25,6 +29,9 @@ class MLP(ConditionalChain):
                         ("num_layers", num_layers)):
             if int(v) != v or v < 1:
                 raise ValueError(f"MLP: {name} must be a positive integer, got {v!r}")
+        if d_hid % 2 or d_hid < 4:
+            raise ValueError(f"MLP: d_hid must be even and >= 4 (sinusoidal embedding), got {d_hid!r}")
+        check_seed(seed, "MLP")
         rng = as_rng(seed)
         layers = []
         width = in_dim
@@ -41,6 +48,7 @@ class MLP(ConditionalChain):
         self.num_timesteps = int(num_timesteps)
 
     def forward(self, x, t, labels=None):
-        if x.ndim != 2 or x.shape[1] != self.config["in_dim"]:
-            raise ValueError(f"MLP: x must be (B, {self.config['in_dim']}), got {tuple(x.shape)}")
+        in_dim = self.config["in_dim"]
+        check_x(x, "MLP", (in_dim,), str(in_dim))
+        t = index_array(t, "MLP", "t", x.shape[0], self.num_timesteps - 1, get_xp(x))
         return super().forward(x, t)

@@ -36,10 +36,11 @@ from ..nn.containers import Sequential
 from ..nn.dense import Dense
 from ..nn.embeddings import Embedding, SinusoidalPositionEmbedding
 from ..nn.layer import Layer
+from .inputs import check_seed, check_x, index_array
 
 
 def _positive_int(name, v):
-    if isinstance(v, bool) or int(v) != v or v < 1:
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or int(v) != v or v < 1:
         raise ValueError(f"UNet: {name} must be a positive integer, got {v!r}")
     return int(v)
 
@@ -64,6 +65,9 @@ class UNet(Layer):
         nb = _positive_int("num_blocks_per_level", num_blocks_per_level)
         groups = _positive_int("groups", groups)
         attention_heads = _positive_int("attention_heads", attention_heads)
+        if not isinstance(channel_multipliers, (tuple, list)):
+            raise ValueError(f"UNet: channel_multipliers must be a sequence of positive integers, "
+                             f"got {channel_multipliers!r}")
         mults = tuple(_positive_int("channel_multipliers entry", m) for m in channel_multipliers)
         if not mults:
             raise ValueError("UNet: channel_multipliers must not be empty")
@@ -76,7 +80,7 @@ class UNet(Layer):
             raise ValueError(f"UNet: groups={groups} must divide every level's channels {c}")
         if middle_attention and c[-1] % attention_heads:
             raise ValueError(f"UNet: attention_heads={attention_heads} must divide the middle channels {c[-1]}")
-        rng, dtype = as_rng(seed), check_float_dtype(dtype)
+        rng, dtype = as_rng(check_seed(seed, "UNet", generator=True)), check_float_dtype(dtype)
         L, E = len(mults), 4 * mc
         self.in_channels, self.levels, self.blocks_per_level, self.channels = in_channels, L, nb, c
         self.on_lanes = False               # whether the last forward's activations lay on image lanes
@@ -125,37 +129,20 @@ class UNet(Layer):
         return self.upsamples[self.levels - 1 - l]
 
     # --- input checks ---------------------------------------------------------
-    @staticmethod
-    def _index_array(a, name, B, high, xp):
-        """An integer (B,) array on x's device; the range [0, high] is checked
-        when `a` is on the host (a device check would force a sync every step)."""
-        on_host = not hasattr(a, "shape") or isinstance(a, np.ndarray)
-        if on_host:
-            a = np.asarray(a)
-        if a.shape != (B,) or a.dtype.kind not in "iu":
-            raise ValueError(f"UNet: {name} must be an integer array of shape ({B},), "
-                             f"got {a.dtype} {tuple(a.shape)}")
-        if on_host:
-            if B and (a.min() < 0 or a.max() > high):
-                raise ValueError(f"UNet: {name} must be in [0, {high}], got values in [{a.min()}, {a.max()}]")
-            a = a if xp is np else xp.asarray(a)                           # explicit host -> device copy
-        return a
-
     def _check_inputs(self, x, t, labels):
         xp = get_xp(x)
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"UNet: x must be (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
+        check_x(x, "UNet", (self.in_channels, None, None), f"{self.in_channels}, H, W")
         B, _, H, W = x.shape
         k = 2 ** (self.levels - 1)
         if H % k or W % k:
             raise ValueError(f"UNet: image size {H}x{W} does not work with {self.levels} levels; "
                              f"height and width must be multiples of {k} (e.g. {k * 7}, {k * 8})")
-        t = self._index_array(t, "t", B, self.num_timesteps - 1, xp)
+        t = index_array(t, "UNet", "t", B, self.num_timesteps - 1, xp)
         if labels is None:
             return t, None
         if self.num_classes is None:
             raise ValueError("UNet: labels given to an unconditional model (num_classes=None)")
-        return t, self._index_array(labels, "labels (0 = unconditioned)", B, self.num_classes, xp)
+        return t, index_array(labels, "UNet", "labels (0 = unconditioned)", B, self.num_classes, xp)
 
     # --- forward and its mirror -------------------------------------------
     def forward(self, x, t, labels=None):

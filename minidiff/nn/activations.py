@@ -2,7 +2,7 @@
 import numpy as np
 
 from ..backend import get_xp
-from .layer import Layer
+from .layer import Layer, check_batch
 
 
 def _erf(x):
@@ -19,6 +19,7 @@ class ReLU(Layer):
     """y = max(x, 0);  dy/dx = [x > 0]."""
 
     def forward(self, x):
+        check_batch(x, "ReLU")
         self.mask = x > 0
         return x * self.mask
 
@@ -33,7 +34,7 @@ class SiLU(Layer):
     """
 
     def forward(self, x):
-        xp = get_xp(x)
+        xp = get_xp(check_batch(x, "SiLU"))
         self.x = x
         self.s = 0.5 * (1.0 + xp.tanh(0.5 * x))
         return x * self.s
@@ -65,7 +66,7 @@ class GELU(Layer):
         self.approximate = approximate
 
     def forward(self, x):
-        xp = get_xp(x)
+        xp = get_xp(check_batch(x, "GELU"))
         self.x = x
         if self.approximate == "tanh":
             self.th = xp.tanh(SQRT_2_OVER_PI * (x + 0.044715 * x ** 3))

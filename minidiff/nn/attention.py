@@ -19,7 +19,7 @@ import numpy as np
 from ..backend import as_rng, check_float_dtype
 from .dense import Dense
 from .grad_mode import grad_enabled, nothing_kept
-from .layer import Layer
+from .layer import Layer, check_batch
 
 
 class MultiheadAttention(Layer):
@@ -47,6 +47,7 @@ class MultiheadAttention(Layer):
         from minidiff.kernels import attention_forward
         if x.ndim != 4 or x.shape[1] != self.channels:
             raise ValueError(f"MultiheadAttention: x must be (B, {self.channels}, H, W), got {tuple(x.shape)}")
+        check_batch(x, "MultiheadAttention")
         B, C, H, W = x.shape
         tokens = x.reshape(B, C, H * W).transpose(0, 2, 1)           # (B, N, C)
         qkv = self.to_qkv.forward(tokens)                             # (B, N, 3C)

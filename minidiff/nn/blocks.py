@@ -20,7 +20,7 @@ from .activations import SiLU
 from .conv import Conv2d
 from .dense import Dense
 from .grad_mode import grad_enabled, nothing_kept
-from .layer import Layer
+from .layer import Layer, check_batch
 from .norm import GroupNormSiLU
 from .resample import Upsample
 
@@ -49,6 +49,7 @@ class ConvEmbed(Layer):
         self.emb_proj = Dense(emb_dim, out_ch, rng=rng, dtype=dtype)
 
     def forward(self, x, emb):
+        self.conv._check_input(x, "ConvEmbed")
         return self.embed(self.conv.forward(x), emb)                 # (B, out, H, W)
 
     def backward(self, dy):
@@ -174,6 +175,7 @@ class ResBlock(Layer):
                 or sum(s[1] for s in shapes) != self.in_ch):
             raise ValueError(f"ResBlock: x must be (B, {self.in_ch}, H, W) or a tuple of (B, C_i, H, W) "
                              f"with sum C_i = {self.in_ch}, got {[tuple(p.shape) for p in parts]}")
+        check_batch(parts[0], "ResBlock")
         return parts
 
     def extra_repr(self):
@@ -197,7 +199,7 @@ class UpsampleConv(Layer):
 
     def forward(self, x):
         from minidiff.kernels import upsample_conv3x3_forward
-        self.conv._check_input(x.shape)
+        self.conv._check_input(x, "UpsampleConv")
         self.x = x if grad_enabled() else None                        # (B, in, H, W), for backward
         return upsample_conv3x3_forward(x, self.conv.params["weight"],
                                         self.conv.params.get("bias"))  # (B, out, 2H, 2W)

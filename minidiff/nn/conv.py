@@ -3,7 +3,7 @@ import numpy as np
 
 from ..backend import as_rng, check_float_dtype
 from .grad_mode import grad_enabled, nothing_kept
-from .layer import Layer, uniform_init
+from .layer import Layer, check_batch, uniform_init
 
 
 def _pair(v, name):
@@ -44,21 +44,22 @@ class Conv2d(Layer):
         if bias:
             self.add_param("bias", uniform_init(rng, (out_channels,), fan_in, dtype))
 
-    def _check_input(self, shape):
-        """ValueError unless an input of this shape (B, in, H, W) fits the conv."""
-        shape = tuple(shape)
+    def _check_input(self, x, owner="Conv2d"):
+        """ValueError unless x (B, in, H, W), B >= 1, fits the conv."""
+        shape = tuple(x.shape)
         if len(shape) != 4:
-            raise ValueError(f"Conv2d: expected input (B, C, H, W), got shape {shape}")
+            raise ValueError(f"{owner}: expected input (B, C, H, W), got shape {shape}")
+        check_batch(x, owner)
         if shape[1] != self.in_channels:
-            raise ValueError(f"Conv2d: input has {shape[1]} channels, expected {self.in_channels}")
+            raise ValueError(f"{owner}: input has {shape[1]} channels, expected {self.in_channels}")
         (kh, kw), (ph, pw) = self.kernel_size, self.padding
         if shape[2] + 2 * ph < kh or shape[3] + 2 * pw < kw:
-            raise ValueError(f"Conv2d: input {shape[2]}x{shape[3]} (padding {ph}, {pw}) "
+            raise ValueError(f"{owner}: input {shape[2]}x{shape[3]} (padding {ph}, {pw}) "
                              f"is smaller than the kernel {kh}x{kw}")
 
     def forward(self, x):
         from minidiff.kernels import conv2d_forward
-        self._check_input(x.shape)
+        self._check_input(x)
         self.x = x if grad_enabled() else None                           # (B, in, H, W), for backward
         return conv2d_forward(x, self.params["weight"], self.params.get("bias"),
                               self.stride, self.padding)                 # (B, out, Ho, Wo)

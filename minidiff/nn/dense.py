@@ -2,7 +2,7 @@
 import numpy as np
 
 from ..backend import as_rng, check_float_dtype
-from .layer import Layer, uniform_init
+from .layer import Layer, check_batch, positive_ints, uniform_init
 
 
 class Dense(Layer):
@@ -16,7 +16,8 @@ class Dense(Layer):
     def __init__(self, in_features, out_features, bias=True, rng=None, dtype=np.float32):
         super().__init__()
         rng, dtype = as_rng(rng), check_float_dtype(dtype)
-        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.in_features, self.out_features = positive_ints("Dense", in_features=in_features,
+                                                            out_features=out_features)
         self.add_param("weight", uniform_init(rng, (out_features, in_features), in_features, dtype))
         if bias:
             self.add_param("bias", uniform_init(rng, (out_features,), in_features, dtype))
@@ -24,6 +25,7 @@ class Dense(Layer):
     def forward(self, x):
         if x.shape[-1] != self.in_features:
             raise ValueError(f"Dense: input last dim {x.shape[-1]}, expected {self.in_features}")
+        check_batch(x, "Dense", rows=x.ndim - 1)
         self.lead = x.shape[:-1]
         self.x = x.reshape(-1, self.in_features)         # (N, in): one GEMM for any leading dims
         y = self.x @ self.params["weight"].T             # (N, out)

@@ -2,7 +2,7 @@
 import numpy as np
 
 from ..backend import as_rng, check_float_dtype, get_xp
-from .layer import Layer
+from .layer import Layer, check_batch, positive_ints
 
 
 def sinusoidal_table(num_positions, dim):
@@ -18,16 +18,28 @@ def sinusoidal_table(num_positions, dim):
     return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)     # (P, dim)
 
 
+def check_index(a, owner, name, high):
+    """a (B,) integer indices in [0, high], B >= 1; the range is checked for host (NumPy) arrays
+    only (a device check would force a sync every step)."""
+    check_batch(a, owner, name)
+    if a.dtype.kind not in "iu":
+        raise ValueError(f"{owner}: {name} must be an integer array, got {a.dtype}")
+    if isinstance(a, np.ndarray) and a.size and (a.min() < 0 or a.max() > high):
+        raise ValueError(f"{owner}: {name} must be in [0, {high}], got values in [{a.min()}, {a.max()}]")
+    return a
+
+
 class SinusoidalPositionEmbedding(Layer):
     """t (B,) int -> table[t] (B, dim). Not trainable; backward returns None."""
 
     def __init__(self, num_positions, dim, dtype=np.float32):
         super().__init__()
-        self.num_positions, self.dim = int(num_positions), int(dim)
+        (self.num_positions,) = positive_ints("SinusoidalPositionEmbedding", num_positions=num_positions)
+        self.dim = int(dim)
         self.buffers["table"] = sinusoidal_table(num_positions, dim).astype(check_float_dtype(dtype))
 
     def forward(self, t):
-        return self.buffers["table"][t]
+        return self.buffers["table"][check_index(t, "SinusoidalPositionEmbedding", "t", self.num_positions - 1)]
 
     def backward(self, dy):
         return None
@@ -45,11 +57,11 @@ class Embedding(Layer):
     def __init__(self, num_embeddings, dim, rng=None, dtype=np.float32):
         super().__init__()
         rng = as_rng(rng)
-        self.num_embeddings, self.dim = int(num_embeddings), int(dim)
+        self.num_embeddings, self.dim = positive_ints("Embedding", num_embeddings=num_embeddings, dim=dim)
         self.add_param("weight", rng.standard_normal((num_embeddings, dim)).astype(check_float_dtype(dtype)))
 
     def forward(self, labels):
-        self.labels = labels
+        self.labels = check_index(labels, "Embedding", "labels", self.num_embeddings - 1)
         return self.params["weight"][labels]
 
     def backward(self, dy):

@@ -187,6 +187,25 @@ class Layer:
         return "\n".join(rows) + "\n)"
 
 
+def check_batch(x, owner, name="x", rows=1):
+    """x unless it holds no sample: ValueError naming the layer, the argument and the shape when
+    any of its first `rows` axes (the batch, or every leading axis of a Dense input) is 0."""
+    shape = tuple(x.shape)
+    if 0 in shape[:rows]:
+        raise ValueError(f"{owner}: {name} must be a batch of B >= 1 samples, got an empty batch {shape}")
+    return x
+
+
+def positive_ints(owner, **values):
+    """The values as ints, or ValueError naming the layer and the arguments unless all are positive integers."""
+    ok = all(not isinstance(v, bool) and isinstance(v, (int, np.integer)) and v >= 1 for v in values.values())
+    if not ok:
+        raise ValueError(f"{owner}: {' and '.join(values) if len(values) < 3 else ', '.join(values)} "
+                         f"must be {'a positive integer' if len(values) == 1 else 'positive integers'}, "
+                         f"got {', '.join(repr(v) for v in values.values())}")
+    return [int(v) for v in values.values()]
+
+
 def uniform_init(rng, shape, fan_in, dtype):
     """U(-1/sqrt(fan_in), 1/sqrt(fan_in)): PyTorch's default for Linear/Conv."""
     bound = 1.0 / np.sqrt(fan_in)

@@ -2,7 +2,7 @@
 import numpy as np
 
 from .grad_mode import grad_enabled, nothing_kept
-from .layer import Layer
+from .layer import Layer, check_batch
 
 
 class GroupNorm(Layer):
@@ -35,19 +35,20 @@ class GroupNorm(Layer):
     def forward(self, x):
         return self._forward(x, None)
 
-    def _check_input(self, shape, shift):
-        """ValueError unless x of this shape (B, C, ...) and shift (B, C) or None fit the layer."""
-        shape = tuple(shape)
+    def _check_input(self, x, shift):
+        """ValueError unless x (B, C, ...), B >= 1, and shift (B, C) or None fit the layer."""
+        shape = tuple(x.shape)
         if len(shape) < 2 or shape[1] != self.num_channels:
             raise ValueError(f"{type(self).__name__}: expected input (B, {self.num_channels}, ...), "
                              f"got shape {shape}")
+        check_batch(x, type(self).__name__)
         if shift is not None and tuple(shift.shape) != (shape[0], self.num_channels):
             raise ValueError(f"{type(self).__name__}: shift must be ({shape[0]}, {self.num_channels}), "
                              f"got {tuple(shift.shape)}")
 
     def _forward(self, x, shift, residual=None):
         from minidiff.kernels import groupnorm_silu_forward
-        self._check_input(x.shape, shift)
+        self._check_input(x, shift)
         y, mean, rstd = groupnorm_silu_forward(
             x, self.params.get("weight"), self.params.get("bias"), shift,
             self.num_groups, self.eps, silu=self.silu, residual=residual)  # y (B, C, ...), (B, G) x 2

@@ -9,7 +9,7 @@ Overlapping windows (stride < kernel) work too.
 import numpy as np
 
 from ..backend import get_xp
-from .layer import Layer
+from .layer import Layer, check_batch
 
 
 def _pair(v, owner, name):
@@ -27,6 +27,7 @@ def _pair(v, owner, name):
 def _check_nchw(x, owner):
     if x.ndim != 4:
         raise ValueError(f"{owner}: expected input (B, C, H, W), got shape {x.shape}")
+    check_batch(x, owner)
 
 
 class Upsample(Layer):
@@ -159,6 +160,7 @@ class Flatten(Layer):
     def forward(self, x):
         if x.ndim < 1:
             raise ValueError("Flatten: expected an input with a batch axis, got a scalar")
+        check_batch(x, "Flatten")
         self.x_shape = x.shape
         return x.reshape(x.shape[0], -1)                                 # (B, D)
 

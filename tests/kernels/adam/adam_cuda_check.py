@@ -11,6 +11,7 @@ import pytest
 if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
     pytest.skip("needs NUMBA_ENABLE_CUDASIM=1 (run tests/kernels/test_cuda_simulator.py)", allow_module_level=True)
 
+from layouts import as_layout  # noqa: E402
 from minidiff.kernels.adam import cuda as adam_cuda  # noqa: E402
 from minidiff.kernels.adam import reference as adam  # noqa: E402
 
@@ -30,3 +31,19 @@ def test_adam_cuda_matches_reference(P, dtype, weight_decay, decoupled):
     for name, w, g in zip(("theta", "g", "m", "v"), want, got):
         assert g.dtype == dtype
         np.testing.assert_allclose(g, w, rtol=rtol, atol=rtol * 1e-2, err_msg=name)
+
+
+def test_adam_cuda_any_layout():
+    """Strided and reversed views of g (read) and of theta, m, v (updated in place) give the
+    reference's step, and the caller's views are the ones updated."""
+    rng = np.random.default_rng(3)
+    vecs = [rng.standard_normal(40), rng.standard_normal(40), 0.1 * rng.standard_normal(40), 0.01 * rng.random(40)]
+    want = [a.copy() for a in vecs]
+    adam.adam_step_reference(*want, 2e-3, 0.9, 0.999, 1e-8, 3)
+    for layout in ("strided", "reversed"):
+        for i in range(4):
+            got = [a.copy() for a in vecs]
+            got[i] = as_layout(got[i], layout)
+            adam_cuda.adam_step_cuda(*got, 2e-3, 0.9, 0.999, 1e-8, 3)
+            for name, w, g in zip(("theta", "g", "m", "v"), want, got):
+                np.testing.assert_allclose(g, w, rtol=1e-13, atol=1e-15, err_msg=f"{name}, {layout} argument {i}")

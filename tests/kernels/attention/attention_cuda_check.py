@@ -13,6 +13,7 @@ if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
 
 from numba import config  # noqa: E402
 
+from layouts import assert_any_layout  # noqa: E402
 from minidiff.kernels.attention import cuda as attention_cuda  # noqa: E402
 from minidiff.kernels.attention.reference import (attention_backward_reference,  # noqa: E402
                                                   attention_forward_reference)
@@ -70,3 +71,13 @@ def test_attention_cuda_errors():
     check_attention_errors(attention_cuda.attention_forward_cuda, attention_cuda.attention_backward_cuda)
     with pytest.raises(TypeError, match="float32 or float64"):
         attention_cuda.attention_forward_cuda(np.zeros((1, 3, 12), np.int64), 2, 1.0)
+
+
+def test_attention_cuda_any_layout():
+    """qkv, d_out and P in Fortran order, permuted, strided or reversed: the C result."""
+    rng = np.random.default_rng(5)
+    qkv, scale = _qkv(rng, 2, 3, 2, 1, np.float64)
+    _, P = assert_any_layout(lambda q: attention_cuda.attention_forward_cuda(q, 2, scale), [qkv],
+                             name="attention_forward_cuda")
+    assert_any_layout(lambda d, q, P: attention_cuda.attention_backward_cuda(d, q, P, 2, scale),
+                      [rng.standard_normal((2, 3, 2)), qkv, P], name="attention_backward_cuda")

@@ -17,6 +17,7 @@ if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
 
 from numba import config  # noqa: E402
 
+from layouts import assert_any_layout  # noqa: E402
 from minidiff.kernels.check import check_kernel, conv_backward_case, conv_case  # noqa: E402
 from minidiff.kernels.conv import cuda as conv_cuda  # noqa: E402
 from minidiff.kernels.conv import reference as conv_reference  # noqa: E402
@@ -73,3 +74,16 @@ def test_conv_backward_matches_reference(shape, dtype):
     dx, dw, db = check_kernel(conv_cuda.conv2d_backward_cuda, conv_reference.conv2d_backward_reference,
                               conv_backward_case(rng, *shape, dtype=dtype))
     assert dx.dtype == dw.dtype == db.dtype == dtype
+
+
+def test_conv_cuda_any_layout():
+    """x and dy in Fortran order or a strided view: the C result. (Few calls: the simulator runs
+    each GEMM thread in Python; tests/kernels/test_ops_layouts.py sweeps every layout of every
+    argument through the face.)"""
+    rng = np.random.default_rng(7)
+    x, w, b, _, _ = conv_case(rng, 1, 2, 2, 3, 3, 3, 1, 1, np.float64)
+    assert_any_layout(lambda x: conv_cuda.conv2d_forward_cuda(x, w, b, 1, 1), [x], layouts=("F", "strided"),
+                      name="conv2d_forward_cuda")
+    dy, x, w, _, _ = conv_backward_case(rng, 1, 2, 2, 4, 4, 4, 2, 1, np.float64)
+    assert_any_layout(lambda dy: conv_cuda.conv2d_backward_cuda(dy, x, w, 2, 1), [dy], layouts=("F",),
+                      name="conv2d_backward_cuda")

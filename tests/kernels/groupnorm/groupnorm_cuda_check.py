@@ -13,6 +13,7 @@ if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
 
 from numba import config  # noqa: E402
 
+from layouts import assert_any_layout  # noqa: E402
 from minidiff.kernels.groupnorm import cuda as groupnorm_cuda  # noqa: E402
 from minidiff.kernels.check import check_kernel  # noqa: E402
 from minidiff.kernels.groupnorm.reference import (groupnorm_silu_backward_reference,  # noqa: E402
@@ -64,3 +65,17 @@ def test_groupnorm_cuda_errors():
     with pytest.raises(ValueError, match="residual"):
         groupnorm_cuda.groupnorm_silu_forward_cuda(np.zeros((1, 4, 2, 2), np.float32), None, None, None, 2, 1e-5,
                                                    residual=np.zeros((1, 4, 2), np.float32))
+
+
+def test_groupnorm_cuda_any_layout():
+    """x, the residual and dy in Fortran order or a strided view: the C result. (One block: the
+    simulator runs each thread in Python; tests/kernels/test_ops_layouts.py sweeps every layout
+    of every argument through the face.)"""
+    rng = np.random.default_rng(4)
+    x, w, b, sh, G = _case(rng, (1, 2, 2, 3), 1, True, True, np.float64)
+    r = rng.standard_normal(x.shape)
+    _, mean, rstd = groupnorm_cuda.groupnorm_silu_forward_cuda(x, w, b, sh, G, 1e-5)
+    assert_any_layout(lambda x, r: groupnorm_cuda.groupnorm_silu_forward_cuda(x, w, b, sh, G, 1e-5, residual=r),
+                      [x, r], layouts=("F", "strided"), name="groupnorm_silu_forward_cuda")
+    assert_any_layout(lambda dy, x: groupnorm_cuda.groupnorm_silu_backward_cuda(dy, x, mean, rstd, w, b, sh, G),
+                      [rng.standard_normal(x.shape), x], layouts=("F",), name="groupnorm_silu_backward_cuda")

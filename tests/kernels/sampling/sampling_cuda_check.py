@@ -14,6 +14,7 @@ if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
 
 from numba import config  # noqa: E402
 
+from layouts import assert_any_layout  # noqa: E402
 from minidiff.kernels.check import check_kernel, ddim_case, ddpm_case, solver_case  # noqa: E402
 from minidiff.kernels.sampling import cuda as sampling_cuda  # noqa: E402
 from minidiff.kernels.sampling import reference as sampling  # noqa: E402
@@ -75,3 +76,17 @@ def test_solver_step_heun_form_without_noise_in_place():
     assert got is x_eval
     np.testing.assert_allclose(x_eval, want, rtol=1e-12)
     np.testing.assert_allclose(x0, x0_want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(2, 2, 3, 2), (1, 3, 2)])
+def test_steps_any_layout(shape):
+    """x_t, eps_hat and z in Fortran order, permuted, strided or reversed views, batch 1 and 2:
+    the same x_prev / x_next and x0_hat as on C-contiguous arrays (the outputs used to be
+    allocated in x_t's order and returned unwritten)."""
+    rng = np.random.default_rng(8)
+    ddpm = ddpm_case(rng, shape, np.float64)
+    assert_any_layout(lambda *a: sampling_cuda.ddpm_step_cuda(*a[:7], z=a[7]), ddpm, which=[0, 1, 7],
+                      name="ddpm_step_cuda")
+    ddim = ddim_case(rng, shape, np.float64, eta=0.5)
+    assert_any_layout(lambda *a: sampling_cuda.ddim_step_cuda(*a[:5], z=a[5]), ddim, which=[0, 1, 5],
+                      name="ddim_step_cuda")

@@ -14,6 +14,7 @@ if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
 
 from numba import config  # noqa: E402
 
+from layouts import assert_any_layout  # noqa: E402
 from minidiff.kernels.upconv import cuda as upconv_cuda  # noqa: E402
 from minidiff.kernels.check import check_kernel  # noqa: E402
 from minidiff.kernels.conv.reference import (conv2d_backward_reference,  # noqa: E402
@@ -94,3 +95,10 @@ def test_upconv_cuda_errors():
         fwd(x.astype(np.int32), w.astype(np.int32), None)
     with pytest.raises(TypeError, match="one dtype"):
         bwd(dy.astype(np.float64), x, w)
+
+
+def test_upconv_cuda_any_layout():
+    """x, w, b and dy in Fortran order, permuted, strided or reversed: the C result."""
+    x, w, b, dy = case(np.random.default_rng(6), 1, 2, 2, 2, 3, np.float64, True)
+    assert_any_layout(upconv_cuda.upsample_conv3x3_forward_cuda, [x, w, b], name="upsample_conv3x3_forward_cuda")
+    assert_any_layout(upconv_cuda.upsample_conv3x3_backward_cuda, [dy, x, w], name="upsample_conv3x3_backward_cuda")
