@@ -5,6 +5,8 @@ expected, before the model does any work.
 """
 import numpy as np
 
+from ..nn.layer import index_out_of_range
+
 
 def check_x(x, owner, sample_shape=None, sample_desc=None):
     """x (B, *sample_shape): float32 / float64, B >= 1, and the sample shape when given
@@ -32,7 +34,7 @@ def index_array(a, owner, name, B, high, xp):
         raise ValueError(f"{owner}: {name} must be an integer array of shape ({B},), "
                          f"got {a.dtype} {tuple(a.shape)}")
     if on_host:
-        if B and (a.min() < 0 or a.max() > high):
+        if index_out_of_range(a, high):
             raise ValueError(f"{owner}: {name} must be in [0, {high}], got values in [{a.min()}, {a.max()}]")
         a = a if xp is np else xp.asarray(a)                           # explicit host -> device copy
     return a

@@ -2,7 +2,7 @@
 import numpy as np
 
 from ..backend import as_rng, check_float_dtype, get_xp
-from .layer import Layer, check_batch, positive_ints
+from .layer import Layer, check_batch, index_out_of_range, positive_ints
 
 
 def sinusoidal_table(num_positions, dim):
@@ -24,7 +24,7 @@ def check_index(a, owner, name, high):
     check_batch(a, owner, name)
     if a.dtype.kind not in "iu":
         raise ValueError(f"{owner}: {name} must be an integer array, got {a.dtype}")
-    if isinstance(a, np.ndarray) and a.size and (a.min() < 0 or a.max() > high):
+    if isinstance(a, np.ndarray) and index_out_of_range(a, high):
         raise ValueError(f"{owner}: {name} must be in [0, {high}], got values in [{a.min()}, {a.max()}]")
     return a
 

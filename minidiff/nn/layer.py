@@ -196,6 +196,16 @@ def check_batch(x, owner, name="x", rows=1):
     return x
 
 
+def index_out_of_range(a, high):
+    """Whether the integer NumPy array `a` holds a value outside [0, high], in one reduction:
+    a signed array is read as its unsigned twin, where a negative value becomes a huge one."""
+    if not a.size:
+        return False
+    if a.dtype.kind == "i" and a.dtype.isnative:
+        return bool(a.view(np.dtype(f"u{a.dtype.itemsize}")).max() > high)
+    return bool(a.min() < 0 or a.max() > high)
+
+
 def positive_ints(owner, **values):
     """The values as ints, or ValueError naming the layer and the arguments unless all are positive integers."""
     ok = all(not isinstance(v, bool) and isinstance(v, (int, np.integer)) and v >= 1 for v in values.values())
