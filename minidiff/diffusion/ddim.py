@@ -75,7 +75,7 @@ class DDIMMixin:
         if not later:
             raise ValueError(f"t_next: expected t_next < t (DDIM steps towards the data), got t={t}, t_next={t_next}")
         eta = check_eta(eta)
-        labels, guidance_scale = self._check_labels(labels, B), check_guidance_scale(guidance_scale)
+        labels, guidance_scale = self._check_labels(labels, B), check_guidance_scale(guidance_scale, labels)
         clip_denoised, rng = check_clip_denoised(clip_denoised), check_rng(rng)
         if noise is None and eta > 0:
             noise = randn(rng, x_t.shape, x_t.dtype, self.xp)
@@ -126,7 +126,7 @@ class DDIMMixin:
         """
         ts, ts_next = self._ddim_schedule(sampling_timesteps, spacing)
         eta, rng, xp = check_eta(eta), check_rng(rng), self.xp
-        guidance_scale = check_guidance_scale(guidance_scale)
+        guidance_scale = check_guidance_scale(guidance_scale, labels)
         clip_denoised = check_clip_denoised(clip_denoised)
         interval = check_guidance_interval(guidance_interval, self.num_timesteps)
         if x_T is None:
@@ -160,7 +160,7 @@ class DDIMMixin:
         ts_up = ts[::-1]                                                     # ascending
         x = self._check_x(x0, "x0")
         labels = self._check_labels(labels, x.shape[0])
-        guidance_scale = check_guidance_scale(guidance_scale)
+        guidance_scale = check_guidance_scale(guidance_scale, labels)
         clip_denoised = check_clip_denoised(clip_denoised)
         xp, n = self.xp, x.ndim
         for t_prev, t in self._progress(zip([-1] + ts_up[:-1], ts_up), progress, "DDIM inversion", len(ts)):

@@ -294,7 +294,7 @@ class GaussianDiffusion(DDIMMixin, SampleMixin):
         x_t = self._check_x(x_t, "x_t")
         B = x_t.shape[0]
         return self._model_predictions(x_t, self._check_t(t, B), self._check_labels(labels, B),
-                                       check_guidance_scale(guidance_scale), check_clip_denoised(clip_denoised))
+                                       check_guidance_scale(guidance_scale, labels), check_clip_denoised(clip_denoised))
 
     def _model_predictions(self, x_t, t, labels, guidance_scale, clip_denoised):
         out = guided_forward(self.model, x_t, self._t_batch(t, x_t.shape[0]), labels, guidance_scale)
@@ -318,7 +318,7 @@ class GaussianDiffusion(DDIMMixin, SampleMixin):
         x_t = self._check_x(x_t, "x_t")
         B = x_t.shape[0]
         return self._p_mean_variance(x_t, self._check_t(t, B), self._check_labels(labels, B),
-                                     check_guidance_scale(guidance_scale), check_clip_denoised(clip_denoised))
+                                     check_guidance_scale(guidance_scale, labels), check_clip_denoised(clip_denoised))
 
     def _p_mean_variance(self, x_t, t, labels, guidance_scale, clip_denoised):
         _, x0_hat = self._model_predictions(x_t, t, labels, guidance_scale, clip_denoised)
@@ -333,7 +333,7 @@ class GaussianDiffusion(DDIMMixin, SampleMixin):
         x_t = self._check_x(x_t, "x_t")
         B = x_t.shape[0]
         t = self._check_t(t, B)
-        labels, guidance_scale = self._check_labels(labels, B), check_guidance_scale(guidance_scale)
+        labels, guidance_scale = self._check_labels(labels, B), check_guidance_scale(guidance_scale, labels)
         clip_denoised, rng = check_clip_denoised(clip_denoised), check_rng(rng)
         if noise is None:
             noise = randn(rng, x_t.shape, x_t.dtype, self.xp)
@@ -386,7 +386,7 @@ class GaussianDiffusion(DDIMMixin, SampleMixin):
     def _p_loop(self, shape, labels, guidance_scale, rng, progress, clip_denoised, guidance_interval, keep_all):
         shape = self._check_shape(shape)
         labels = self._check_labels(labels, shape[0])
-        guidance_scale = check_guidance_scale(guidance_scale)
+        guidance_scale = check_guidance_scale(guidance_scale, labels)
         interval = check_guidance_interval(guidance_interval, self.num_timesteps)
         clip_denoised = check_clip_denoised(clip_denoised)
         rng, xp, T = check_rng(rng), self.xp, self.num_timesteps

@@ -28,10 +28,19 @@ def classifier_free_guidance(out_cond, out_uncond, guidance_scale):
     return out_uncond + guidance_scale * (out_cond - out_uncond)   # (B, ...)
 
 
-def check_guidance_scale(guidance_scale):
+_NOT_GIVEN = object()
+
+
+def check_guidance_scale(guidance_scale, labels=_NOT_GIVEN):
+    """guidance_scale as a float: a finite real; with the call's `labels` given, also ValueError when a
+    scale other than 1 comes without labels (it would be silently ignored: guidance needs labels)."""
     if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, numbers.Real) \
             or not math.isfinite(guidance_scale):
         raise TypeError(f"guidance_scale: expected a finite real number, got {guidance_scale!r}")
+    if labels is None and guidance_scale != 1:
+        raise ValueError(f"guidance_scale: {guidance_scale!r} given without labels; classifier-free guidance "
+                         f"mixes the labelled and the unconditioned predictions, so it needs labels "
+                         f"(or guidance_scale=1)")
     return float(guidance_scale)
 
 

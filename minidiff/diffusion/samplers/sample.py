@@ -107,7 +107,7 @@ class SampleMixin:
             stochastic = [k for k, v in SAMPLERS.items() if v.eta is not None]
             raise ValueError(f"eta: sampler {sampler!r} takes no eta (only {stochastic} do), got {eta!r}")
         eta = info.eta if eta is None else check_eta(eta)
-        guidance_scale = check_guidance_scale(guidance_scale)
+        guidance_scale = check_guidance_scale(guidance_scale, labels)
         interval = check_guidance_interval(guidance_interval, T)
         if not isinstance(return_intermediates, bool):
             raise TypeError(f"return_intermediates: expected a bool, got {return_intermediates!r}")
