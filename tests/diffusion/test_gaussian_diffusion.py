@@ -350,8 +350,11 @@ def test_guidance_doubles_batch_and_combines(s):
 
 def test_labels_none_calls_model_without_labels():
     model = LabelModel()
-    make(T=10, model=model).model_predictions(np.ones((3, 2)), 4, guidance_scale=2.0)
+    make(T=10, model=model).model_predictions(np.ones((3, 2)), 4)
     assert model.calls == [(3, None)]
+    with pytest.raises(ValueError, match="without labels"):       # a guidance scale would be ignored
+        make(T=10, model=model).model_predictions(np.ones((3, 2)), 4, guidance_scale=2.0)
+    assert model.calls == [(3, None)]                               # refused before the model ran
 
 
 @pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
