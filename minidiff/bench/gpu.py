@@ -42,7 +42,8 @@ import numpy as np
 
 from .cases import ddim_sample_64, dpmpp_2m_sample_64, unet_forward, unet_train_step
 from .paths import reference_path
-from .timing import call_samples, paired_ratio, timed
+from .rows import row_fields, take_turns
+from .timing import paired_ratio, timed
 
 GPU_CASES = {"unet_train_step": partial(unet_train_step, batch=64, device="cuda"),
              "unet_forward": partial(unet_forward, batch=64, device="cuda"),
@@ -169,25 +170,11 @@ def run_gpu_case(name, bt=None, repeats=10, warmup=1, rounds=2, pairs=5, gemm=No
                 first[key], compile_s = numba_compile_seconds(lambda: timed(fn))
             else:
                 first[key] = timed(fn)
-    samples, by_round = {key: [] for key, _, _ in paths}, []
-    for _ in range(rounds):
-        med = {}
-        for key, fn, ref in paths:
-            with reference_path(ref):
-                times = call_samples(fn, repeats, warmup)
-            samples[key] += times
-            med[key] = float(np.median(times))
-        if "torch" in med:
-            by_round.append(min(med["minidiff_kernels"], med["minidiff_reference"]) / med["torch"])
+    samples, by_round = take_turns(paths, rounds, repeats, warmup)
     kernels_fn = paths[0][1]
     paired = None
     if case.torch is not None and pairs > 0:
         paired = paired_ratio(kernels_fn, paths[2][1], min(pairs, case.max_repeats or pairs))
-    stats = {key: (float(np.median(v)), float(np.min(v))) for key, v in samples.items()}
-    ref_s, ref_min = stats["minidiff_reference"]
-    ker_s, ker_min = stats["minidiff_kernels"]
-    torch_s, torch_min = stats.get("torch", (None, None))
-    best = min(ref_s, ker_s)
     peak = None
     if memory:
         peak = {}
@@ -196,31 +183,8 @@ def run_gpu_case(name, bt=None, repeats=10, warmup=1, rounds=2, pairs=5, gemm=No
                 peak["minidiff" if key == "minidiff_kernels" else key] = cupy_peak_bytes(fn) / 2 ** 20
         peak["torch"] = None if case.torch is None else torch_peak_bytes(bt.torch, paths[2][1]) / 2 ** 20
         peak["minidiff_tracemalloc"] = None
-    return {
-        "case": name,
-        "minidiff_reference_s": ref_s,
-        "minidiff_kernels_s": ker_s,
-        "torch_s": torch_s,
-        "ratio_vs_torch": None if torch_s is None else best / torch_s,
-        "gflop": case.flop / 1e9,
-        "gflops": case.flop / best / 1e9,
-        "torch_gflops": None if torch_s is None else case.flop / torch_s / 1e9,
-        "gemm_gflops": gemm,
-        "gemm_fraction": None if gemm is None else case.flop / best / 1e9 / gemm,
-        "paired_gemm_fraction": None,
-        "torch_gemm_gflops": torch_gemm,
-        "peak_mb": peak,
-        "min_s": {"minidiff_reference": ref_min, "minidiff_kernels": ker_min, "torch": torch_min},
-        "repeats": repeats,
-        "rounds": rounds,
-        "ratio_by_round": by_round or None,
-        "paired_ratio_vs_torch": paired,
-        "note": case.note,
-        "device": "cuda",
-        "gpu": gpu_name(),
-        "first_call_s": first,
-        "numba_compile_s": compile_s,
-    }
+    row = row_fields(name, case, samples, gemm, torch_gemm, repeats, rounds, by_round, paired, None, peak)
+    return {**row, "device": "cuda", "gpu": gpu_name(), "first_call_s": first, "numba_compile_s": compile_s}
 
 
 def warm_kernels():

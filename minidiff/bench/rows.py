@@ -63,6 +63,26 @@ def run_case(name, bt=None, repeats=7, warmup=1, memory=True, gemm=None, torch_g
         paths.append(("minidiff_kernels", case.minidiff, False))
     if case.torch is not None:
         paths.append(("torch", case.torch, False))
+    samples, by_round = take_turns(paths, rounds, repeats, warmup)
+    paired = paired_gemm = None
+    if case.torch is not None and pairs > 0:
+        paired = paired_ratio(case.minidiff, case.torch, min(pairs, case.max_repeats or pairs))
+    if pairs > 0 and gemm is not None and case.flop:
+        paired_gemm = paired_gemm_fraction(case.minidiff, case.flop, min(pairs, case.max_repeats or pairs),
+                                           gemm_rate(PAIRED_GEMM_N))
+    row = row_fields(name, case, samples, gemm, torch_gemm, repeats, rounds, by_round, paired, paired_gemm)
+    if memory:
+        got = {impl: measure_memory(name, impl) for impl in IMPLS}
+        rss = {impl: (v or {}).get("rss_mb") for impl, v in got.items()}
+        row["peak_mb"] = {"minidiff": rss["minidiff_kernels"], "minidiff_reference": rss["minidiff_reference"],
+                          "torch": rss["torch"] if bt is not None else None,
+                          "minidiff_tracemalloc": (got["minidiff_kernels"] or {}).get("tracemalloc_mb")}
+    return row
+
+
+def take_turns(paths, rounds, repeats, warmup):
+    """(samples {path: [seconds]}, by_round [best minidiff / torch per round]): `rounds` rounds in
+    which the paths (key, fn, on the reference path?) take turns, `repeats` timed calls each."""
     samples, by_round = {key: [] for key, _, _ in paths}, []
     for _ in range(rounds):
         med = {}
@@ -73,19 +93,18 @@ def run_case(name, bt=None, repeats=7, warmup=1, memory=True, gemm=None, torch_g
             med[key] = float(np.median(times))
         if "torch" in med:
             by_round.append(min(med.get("minidiff_kernels", np.inf), med["minidiff_reference"]) / med["torch"])
-    paired = paired_gemm = None
-    if case.torch is not None and pairs > 0:
-        paired = paired_ratio(case.minidiff, case.torch, min(pairs, case.max_repeats or pairs))
-    if pairs > 0 and gemm is not None and case.flop:
-        paired_gemm = paired_gemm_fraction(case.minidiff, case.flop, min(pairs, case.max_repeats or pairs),
-                                           gemm_rate(PAIRED_GEMM_N))
+    return samples, by_round
+
+
+def row_fields(name, case, samples, gemm, torch_gemm, repeats, rounds, by_round, paired, paired_gemm, peak=None):
+    """The fields every row has (the module docstring names them), from the timed samples of each path."""
     stats = {key: (float(np.median(v)), float(np.min(v))) for key, v in samples.items()}
     none = (None, None)
     ref_s, ref_min = stats["minidiff_reference"]
     ker_s, ker_min = stats.get("minidiff_kernels", none)
     torch_s, torch_min = stats.get("torch", none)
     best = min(s for s in (ref_s, ker_s) if s is not None)
-    row = {
+    return {
         "case": name,
         "minidiff_reference_s": ref_s,
         "minidiff_kernels_s": ker_s,
@@ -98,7 +117,7 @@ def run_case(name, bt=None, repeats=7, warmup=1, memory=True, gemm=None, torch_g
         "gemm_fraction": None if gemm is None else case.flop / best / 1e9 / gemm,
         "paired_gemm_fraction": paired_gemm,
         "torch_gemm_gflops": torch_gemm,
-        "peak_mb": None,
+        "peak_mb": peak,
         "min_s": {"minidiff_reference": ref_min, "minidiff_kernels": ker_min, "torch": torch_min},
         "repeats": repeats,
         "rounds": rounds,
@@ -106,10 +125,3 @@ def run_case(name, bt=None, repeats=7, warmup=1, memory=True, gemm=None, torch_g
         "paired_ratio_vs_torch": paired,
         "note": case.note,
     }
-    if memory:
-        got = {impl: measure_memory(name, impl) for impl in IMPLS}
-        rss = {impl: (v or {}).get("rss_mb") for impl, v in got.items()}
-        row["peak_mb"] = {"minidiff": rss["minidiff_kernels"], "minidiff_reference": rss["minidiff_reference"],
-                          "torch": rss["torch"] if bt is not None else None,
-                          "minidiff_tracemalloc": (got["minidiff_kernels"] or {}).get("tracemalloc_mb")}
-    return row
