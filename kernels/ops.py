@@ -312,7 +312,7 @@ def resblock_forward(parts, ws, bs, norm_in, shift, w2, b2, norm_out, skip=None)
             conv1x1(x, skip[0]) + skip[1]  for a 1x1 skip conv `skip` = (w, b),  else x itself
 
     norm_in / norm_out = (weight, bias, num_groups, eps), shift (B, C1). The CPU kernels keep h on
-    the conv lines (resblock/cpu.py) or the whole block on image lanes (lines/forward.py); the
+    the conv lines (resblock/cpu.py) or the whole block on image lanes (resblock/lanes.py); the
     reference (and CUDA) runs the layers' operations in turn."""
     _check_shared(parts, ws, bs, "biases")
     family = route(*parts, *ws, *bs, shift, w2, b2)

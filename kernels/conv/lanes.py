@@ -69,7 +69,7 @@ def phase_lanes_from_lines(line, H, W, G, Ho, Wo, q):
 @njit(parallel=True, cache=True)
 def lines_from_phases(dq, H, W, G, Ho, Wo, dx):
     """dx[c, head + ((i*(H+1) + h)*R + w)*V + lane] = dq[4c + 2a + e, ((i*(Ho+1) + u)*Ro + v)*V + lane],
-    h = 2u + a - 1, w = 2v + e - 1 (the inverse of on_lines_cpu.phase_lanes_from_lines):
+    h = 2u + a - 1, w = 2v + e - 1 (the inverse of phase_lanes_from_lines):
     (4C, P) phase grid -> (C, L) lines of the H x W input, zero off the pixels."""
     C = dx.shape[0]
     V, v_ = LANES, np.uint64(LANES)
@@ -104,7 +104,7 @@ def conv3x3_on_lines(X, w, b):
 # --- the layers -----------------------------------------------------------------------------
 def conv3x3_shared_on_lines(parts, ws, bs):
     """[conv3x3(x, w_k) + b_k as OnLines] for x the concatenation of the OnLines parts: one conv
-    with the weights stacked (as conv3x3_cpu.conv3x3_shared_forward_cpu)."""
+    with the weights stacked (as cpu_3x3.conv3x3_shared_forward_cpu)."""
     B, _, H, W = parts[0].shape
     g, dtype = parts[0].g, parts[0].line.dtype
     xl = stack_lines(parts)                                                    # (Cin, L)
@@ -135,7 +135,7 @@ def conv3x3_shared_backward_on_lines(dys, parts, ws, need_bias=True):
 
 
 def conv3x3_backward_on_lines(dY, X, w, need_bias=True):
-    """(dX, dw, db) of on_lines_cpu.conv3x3_on_lines; db None unless need_bias."""
+    """(dX, dw, db) of conv3x3_on_lines; db None unless need_bias."""
     dxs, dws, dbs = conv3x3_shared_backward_on_lines([dY], [X], [w], need_bias)
     return dxs[0], dws[0], dbs[0]
 
@@ -154,7 +154,7 @@ def conv4x4s2_on_lines(X, w, b):
 
 
 def conv4x4s2_backward_on_lines(dY, X, w, need_bias=True):
-    """(dX, dw, db) of on_lines_cpu.conv4x4s2_on_lines, as conv4x4s2_cpu.conv4x4s2_backward_cpu
+    """(dX, dw, db) of conv4x4s2_on_lines, as cpu_4x4s2.conv4x4s2_backward_cpu
     on the lines; db None unless need_bias."""
     B, Cin, H, W = X.shape
     _, Cout, Ho, Wo = dY.shape

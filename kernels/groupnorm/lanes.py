@@ -12,7 +12,7 @@ from .cpu_lines import groupnorm_silu_backward_lanes, groupnorm_silu_to_lines
 
 def groupnorm_silu_forward_on_lines(X, weight, bias, shift, num_groups, eps, residual=None):
     """(Z, mean, rstd): Z = SiLU(GroupNorm(X) + shift) [+ residual] as OnLines (X, residual OnLines,
-    shift (B, C) or None), mean and rstd (B, num_groups); groupnorm_lines_cpu.groupnorm_silu_lanes."""
+    shift (B, C) or None), mean and rstd (B, num_groups); cpu_lines.groupnorm_silu_lanes."""
     B, C, H, W = X.shape
     g, dtype = X.g, X.line.dtype
     shift = np.zeros((B, C), dtype) if shift is None else np.ascontiguousarray(shift)

@@ -23,7 +23,7 @@ Four taps per output instead of nine: 2.25x fewer multiply-adds, and no
 Memory layout: x goes onto the padded lines of lines/geometry.py (read conv/cpu_3x3.py
 first), on the grid of the small image: lines.lines(B, H, W, C). There tap
 (t, s) of phase (a, e) at grid point p is xl[c, p + (a + t) R + (e + s)], so
-each phase is conv4x4s2_cpu.conv2x2_line with its lines shifted by
+each phase is cpu_4x4s2.conv2x2_line with its lines shifted by
 a R + e. The four phase grids are then interleaved into y (phases_to_image).
 
 With 16 images side by side per point (the lanes of lines/geometry.py), every

@@ -49,7 +49,7 @@ def phase_grids_to_lanes(grids, R, H, W, G, bias, line):
     return line
 
 
-# Loop mapping: prange over (channel c, image group i), as upconv_cpu.phase_lines_lanes,
+# Loop mapping: prange over (channel c, image group i), as cpu.phase_lines_lanes,
 # whose layout this writes: phase (a, e) of dy on the lanes of the small grid.
 @njit(parallel=True, cache=True)
 def phase_lines_from_lines(dy, H, W, G, dl):
@@ -74,7 +74,7 @@ def phase_lines_from_lines(dy, H, W, G, dl):
 
 def upsample_conv3x3_on_lines(X, w, b):
     """conv3x3(nearest x2 upsampling of X) with w (Cout, Cin, 3, 3) plus b, as OnLines at (2H, 2W):
-    the phase convs of upconv_cpu.upsample_conv3x3_forward_cpu on X's lines."""
+    the phase convs of cpu.upsample_conv3x3_forward_cpu on X's lines."""
     B, Cin, H, W = X.shape
     Cout, g = w.shape[0], X.g
     Wp = phase_weights(np.ascontiguousarray(w))                          # (4, Cout, Cin, 2, 2)
@@ -89,8 +89,8 @@ def upsample_conv3x3_on_lines(X, w, b):
 
 
 def upsample_conv3x3_backward_on_lines(dY, X, w, need_bias=True):
-    """(dX, dw, db) of on_lines_cpu.upsample_conv3x3_on_lines, as
-    upconv_cpu.upsample_conv3x3_backward_cpu on the lines; db None unless need_bias."""
+    """(dX, dw, db) of upsample_conv3x3_on_lines, as
+    cpu.upsample_conv3x3_backward_cpu on the lines; db None unless need_bias."""
     B, Cin, H, W = X.shape
     Cout, g, dtype = w.shape[0], X.g, X.line.dtype
     dyl = phase_lines_from_lines(dY.line, H, W, g.nseg, scratch("dyl", (4 * Cout, g.L), dtype))   # (4Cout, L)
