@@ -172,7 +172,7 @@ def _float_arrays(*arrays):
 
 
 def im2col(x, kh, kw, stride, padding):
-    """x (B, C, H, W) -> cols (C*kh*kw, B*Ho*Wo), as conv_reference.im2col."""
+    """x (B, C, H, W) -> cols (C*kh*kw, B*Ho*Wo), as reference.im2col."""
     (x,) = _float_arrays(x)
     B, C = x.shape[:2]
     sh, sw, ph, pw, Ho, Wo = conv_geometry(x.shape, kh, kw, stride, padding)

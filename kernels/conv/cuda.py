@@ -178,7 +178,7 @@ def row_sum_cuda(X, tpb=32):
 
 
 def im2col_cuda(x, kh, kw, stride, padding):
-    """x (B, C, H, W) -> cols (C*kh*kw, B*Ho*Wo), as conv_reference.im2col."""
+    """x (B, C, H, W) -> cols (C*kh*kw, B*Ho*Wo), as reference.im2col."""
     B, C = x.shape[:2]
     sh, sw, ph, pw, Ho, Wo = conv_geometry(x.shape, kh, kw, stride, padding)
     cols = get_xp(x).empty((C * kh * kw, B * Ho * Wo), dtype=x.dtype)  # (K, N)
