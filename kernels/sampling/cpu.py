@@ -3,7 +3,7 @@ sampling/reference.py."""
 import numpy as np
 from numba import njit
 
-from .reference import ddim_coefficients, ddpm_coefficients, prepare_solver_step, prepare_step, solver_coefficients
+from .reference import ddim_coefficients, ddpm_coefficients, prepare_step, solver_kernel_args
 
 
 # Loop mapping: one pass over sample b's row of D values with its coefficients
@@ -94,10 +94,7 @@ def ddim_step_cpu(x_t, eps_hat, abar, abar_next, sigma, z=None, clip=True, out=N
 def solver_step_cpu(x_eval, model_out, x, x0_prev, a, b, cx, c0, c1, c2, sigma,
                     z=None, clip=True, out=None, x0_out=None):
     """(x_next, x0_hat) in one pass; see sampling.solver_step_reference."""
-    xe, mo, xb, hist, z, out, x0_out, x_next, x0 = prepare_solver_step(x_eval, model_out, x, x0_prev, z, out,
-                                                                       x0_out)
-    coefs = solver_coefficients(a, b, cx, c0, c1, c2, sigma, xe.shape[0], xe)      # 7 x (B,)
-    h1, h2 = (hist + (xb, xb))[:2]                                                 # placeholders: never read
-    solver_step_kernel(xe, mo, xb, h1, h2, xb if z is None else z, *coefs, bool(clip), len(hist),
-                       z is not None, x_next, x0)
+    args, n_hist, out, x0_out, x_next, x0 = solver_kernel_args(x_eval, model_out, x, x0_prev, a, b, cx, c0, c1,
+                                                                c2, sigma, z, out, x0_out)
+    solver_step_kernel(*args, bool(clip), n_hist, z is not None, x_next, x0)
     return out, x0_out

@@ -7,7 +7,7 @@ the CUDA simulator.
 from numba import cuda
 
 from ..runtime.cuda_launch import TPB, as_kernel_arg, blocks_for
-from .reference import ddim_coefficients, ddpm_coefficients, prepare_solver_step, prepare_step, solver_coefficients
+from .reference import ddim_coefficients, ddpm_coefficients, prepare_step, solver_kernel_args
 
 
 # Thread mapping: one thread per element n = b*D + d of (B, D); it reads
@@ -54,7 +54,7 @@ def ddim_step_kernel(x_t, eps, a, bm, sa, s1a, san, dirc, sigma, z, clip, has_no
 
 # Thread mapping: one thread per element n = b*D + d, as ddpm_step_kernel; it reads the
 # inputs at (b, d) and writes x0 and x_next there only. n_hist of h1, h2 are read.
-@cuda.jit
+@cuda.jit(cache=True)
 def solver_step_kernel(x_eval, out, x, h1, h2, z, a, b, cx, c0, c1, c2, sigma, clip, n_hist, has_noise,
                        x_next, x0):
     n = cuda.grid(1)
@@ -101,11 +101,8 @@ def ddim_step_cuda(x_t, eps_hat, abar, abar_next, sigma, z=None, clip=True, out=
 def solver_step_cuda(x_eval, model_out, x, x0_prev, a, b, cx, c0, c1, c2, sigma,
                      z=None, clip=True, out=None, x0_out=None):
     """(x_next, x0_hat) in one kernel launch; see sampling.solver_step_reference."""
-    xe, mo, xb, hist, z, out, x0_out, x_next, x0 = prepare_solver_step(x_eval, model_out, x, x0_prev, z, out,
-                                                                       x0_out)
-    coefs = solver_coefficients(a, b, cx, c0, c1, c2, sigma, xe.shape[0], xe)      # 7 x (B,)
-    h1, h2 = (hist + (xb, xb))[:2]                                                 # placeholders: never read
-    args = [xe, mo, xb, h1, h2, xb if z is None else z, *coefs]
-    solver_step_kernel[blocks_for(xe.size), TPB](*map(as_kernel_arg, args), bool(clip), len(hist), z is not None,
-                                                 as_kernel_arg(x_next), as_kernel_arg(x0))
+    args, n_hist, out, x0_out, x_next, x0 = solver_kernel_args(x_eval, model_out, x, x0_prev, a, b, cx, c0, c1,
+                                                                c2, sigma, z, out, x0_out)
+    solver_step_kernel[blocks_for(x_next.size), TPB](*map(as_kernel_arg, args), bool(clip), n_hist, z is not None,
+                                                     as_kernel_arg(x_next), as_kernel_arg(x0))
     return out, x0_out

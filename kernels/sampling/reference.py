@@ -129,6 +129,17 @@ def prepare_solver_step(x_eval, model_out, x, x0_prev, z, out, x0_out):
     return xe, mo, flat(x), tuple(flat(h) for h in x0_prev), z, out, x0_out, x_next, x0
 
 
+def solver_kernel_args(x_eval, model_out, x, x0_prev, a, b, cx, c0, c1, c2, sigma, z, out, x0_out):
+    """What the CPU and CUDA solver_step kernels take: (inputs, n_hist, out, x0_out, x_next, x0), inputs =
+    [x_eval, model_out, x, h1, h2, z, a, b, cx, c0, c1, c2, sigma] as (B, D) and (B,) arrays; the earlier
+    x0_hats missing from h1, h2 and a missing z are placeholders (x), never read."""
+    xe, mo, xb, hist, z, out, x0_out, x_next, x0 = prepare_solver_step(x_eval, model_out, x, x0_prev, z, out,
+                                                                       x0_out)
+    coefs = solver_coefficients(a, b, cx, c0, c1, c2, sigma, xe.shape[0], xe)      # 7 x (B,)
+    h1, h2 = (hist + (xb, xb))[:2]
+    return [xe, mo, xb, h1, h2, xb if z is None else z, *coefs], len(hist), out, x0_out, x_next, x0
+
+
 def solver_coefficients(a, b, cx, c0, c1, c2, sigma, B, like):
     """The seven solver coefficients as (B,) arrays in the dtype and module of `like`."""
     return [per_sample(c, B, like, n) for c, n in (

@@ -15,6 +15,7 @@ returns a dict of numbers for the row (and may save figures).
 import argparse
 import time
 
+from ...flags import integer
 from .sample import SAMPLERS, model_evaluations
 from .spacing import SPACINGS
 
@@ -46,16 +47,6 @@ def parse_steps(text):
     return sorted(steps)
 
 
-def parse_max_evals(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def add_sampler_arguments(parser, samplers="all", steps="5,10,20", max_evals=100):
     """Add --sampler, --steps, --sampler-spacing and --max-evals to an argparse parser."""
     g = parser.add_argument_group("sampler sweep (GaussianDiffusion.sample)")
@@ -67,7 +58,7 @@ def add_sampler_arguments(parser, samplers="all", steps="5,10,20", max_evals=100
     parser.set_defaults(default_sampler_steps=parse_steps(steps))
     g.add_argument("--sampler-spacing", default=None, choices=list(SPACINGS),
                    help="timestep spacing for every sampler of the sweep (default: each sampler's own)")
-    g.add_argument("--max-evals", type=parse_max_evals, default=max_evals,
+    g.add_argument("--max-evals", type=integer(1), default=max_evals,
                    help=f"skip runs that would call the model more often (heun: 2 steps - 1; default {max_evals})")
 
 
