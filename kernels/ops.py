@@ -29,7 +29,7 @@ the activations (minidiff.models.UNet) decides when.
 """
 from .adam.reference import adam_step_reference
 from .attention.reference import attention_backward_reference, attention_forward_reference
-from .conv.reference import check_shapes, conv2d_backward_reference, conv2d_forward_reference, conv_geometry
+from .conv.reference import check_shapes, conv2d_backward_reference, conv2d_forward_reference, conv_geometry, pair
 from .conv.reference_3x3 import conv3x3_backward_reference, conv3x3_forward_reference
 from .groupnorm.reference import groupnorm_silu_backward_reference, groupnorm_silu_forward_reference
 from .lines.activation import OnLines
@@ -94,15 +94,11 @@ def split_channels(a, sizes):
 
 
 # --- convolution ---------------------------------------------------------------------------------
-def _pair(v):
-    return (int(v[0]), int(v[1])) if isinstance(v, (tuple, list)) else (int(v), int(v))
-
-
 def conv_shape(w, stride, padding):
     """'3x3' (stride 1, padding 1), '4x4s2' (stride 2, padding 1) or 'general': the shape
     specialisation a conv with weights w (Cout, Cin, kh, kw) can take."""
     kh, kw = w.shape[2], w.shape[3]
-    (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
+    (sh, sw), (ph, pw) = pair(stride, "stride"), pair(padding, "padding")
     if kh == kw == 3 and sh == sw == 1 and ph == pw == 1:
         return "3x3"
     if kh == kw == 4 and sh == sw == 2 and ph == pw == 1:

@@ -44,7 +44,7 @@ from ..xp import get_xp
 _MIN_CHANNELS_PER_OFFSET = 8
 
 
-def _pair(v, name):
+def pair(v, name):
     """An int or a pair of ints -> (a, b)."""
     if isinstance(v, (tuple, list)):
         if len(v) != 2:
@@ -55,7 +55,7 @@ def _pair(v, name):
 
 def conv_output_size(H, W, kh, kw, stride, padding):
     """(Ho, Wo) = ((H + 2 ph - kh) // sh + 1, (W + 2 pw - kw) // sw + 1)."""
-    (sh, sw), (ph, pw) = _pair(stride, "stride"), _pair(padding, "padding")
+    (sh, sw), (ph, pw) = pair(stride, "stride"), pair(padding, "padding")
     return (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
 
 
@@ -81,7 +81,7 @@ def _unpad_batch_major(dxpad, ph, pw, H, W):
 
 
 def conv_geometry(x_shape, kh, kw, stride, padding):
-    (sh, sw), (ph, pw) = _pair(stride, "stride"), _pair(padding, "padding")
+    (sh, sw), (ph, pw) = pair(stride, "stride"), pair(padding, "padding")
     if sh < 1 or sw < 1 or ph < 0 or pw < 0:
         raise ValueError(f"conv2d: stride must be >= 1 and padding >= 0, got {stride!r}, {padding!r}")
     H, W = x_shape[2], x_shape[3]
