@@ -1,21 +1,14 @@
 """Every flag of examples/mnist.py, examples/spiral.py and `python -m minidiff.judge` is checked
 when it is parsed: a bad value exits with argparse's usage error naming the flag, the value and
 what was expected, before any data is read, any model trained or any directory made."""
-import importlib.util
-import pathlib
-
 import pytest
 
 import minidiff.judge as judge_module
-
-EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
+from example_modules import load_example
 
 
 def load(name):
-    spec = importlib.util.spec_from_file_location(f"{name}_example_flags", EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example(name, "flags")
 
 
 def _no_work(*args, **kwargs):

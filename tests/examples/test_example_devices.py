@@ -1,19 +1,14 @@
 """The examples' --device flag: validated before any work, and their GPU path keeps data on the device."""
-import importlib.util
 import json
-import pathlib
 
 import numpy as np
 import pytest
 
-EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
+from example_modules import load_example
 
 
 def load(name):
-    spec = importlib.util.spec_from_file_location(f"{name}_example_devices", EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example(name, "devices")
 
 
 @pytest.mark.parametrize("name", ["spiral", "mnist"])

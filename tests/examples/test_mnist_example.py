@@ -1,25 +1,19 @@
 """examples/mnist.py end to end on tiny written IDX files: every output file, its shapes, metrics."""
 import functools
-import importlib.util
 import json
-import pathlib
 
 import numpy as np
 import pytest
 
 from minidiff.judge import build_judge
+from example_modules import load_example as load_example_module
 from mnist_files import write_split
-
-EXAMPLE = pathlib.Path(__file__).resolve().parents[2] / "examples" / "mnist.py"
 
 
 @functools.lru_cache(maxsize=None)
 def load_example():
     """examples/mnist.py as a module (loaded once)."""
-    spec = importlib.util.spec_from_file_location("mnist_example", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example_module("mnist", "main")
 
 
 @pytest.fixture(scope="module")

@@ -1,22 +1,17 @@
 """The examples' --sampler / --steps sweep: flags checked at parse time, a row per run in metrics.json, the
 plots and grids written (tiny settings: nothing here measures quality)."""
 import functools
-import importlib.util
 import json
-import pathlib
 
 import numpy as np
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[2] / "examples"
+from example_modules import load_example
 
 
 @functools.lru_cache(maxsize=None)
 def load(name):
-    spec = importlib.util.spec_from_file_location(f"{name}_example_sweep", ROOT / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example(name, "sweep")
 
 
 @pytest.mark.parametrize("name", ["spiral", "mnist"])
