@@ -112,7 +112,8 @@ def plot_curves(curves, path, xlabel, ylabel, title=None, logy=False, invert_x=F
 def plot_sampler_sweep(rows, panels, path, references=(), title=None):
     """Scores against model evaluations, one line per sampler (log x axis) -> PNG.
 
-    rows: dicts with 'sampler', 'model_evaluations' and the scores; panels: [(key, y label, log y)];
+    rows: dicts with 'sampler', 'model_evaluations' and the scores (a '<key>_std' beside a score is drawn
+    as an error bar); panels: [(key, y label, log y)];
     references: [(label, {key: value})] drawn as dashed horizontal lines (e.g. DDPM's T steps).
     """
     plt = _plt()
@@ -120,14 +121,19 @@ def plot_sampler_sweep(rows, panels, path, references=(), title=None):
     samplers = list(dict.fromkeys(r["sampler"] for r in rows))
     for ax, (key, ylabel, logy) in zip(axes[0], panels):
         for name in samplers:
-            pts = sorted((r["model_evaluations"], r[key]) for r in rows if r["sampler"] == name and key in r)
+            pts = sorted((r["model_evaluations"], r[key], r.get(f"{key}_std") or 0.0)
+                         for r in rows if r["sampler"] == name and key in r)
             if pts:
-                ax.plot(*zip(*pts), "o-", ms=3, label=name)
+                n, y, sd = zip(*pts)
+                ax.errorbar(n, y, yerr=sd if any(sd) else None, fmt="o-", ms=3, capsize=2, label=name)
         for label, values in references:
             if key in values:
                 ax.axhline(values[key], ls="--", color="0.4", lw=1, label=label)
         ax.set_xscale("log")
-        evals = sorted({r["model_evaluations"] for r in rows})
+        evals = []                                  # tick labels at least 12% apart on the log axis
+        for e in sorted({r["model_evaluations"] for r in rows}):
+            if not evals or e >= 1.12 * evals[-1]:
+                evals.append(e)
         ax.set_xticks(evals, [str(e) for e in evals], fontsize=8)
         ax.tick_params(axis="x", which="minor", bottom=False, labelbottom=False)
         if logy:
