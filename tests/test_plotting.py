@@ -32,3 +32,24 @@ def test_tile_layout():
     assert canvas.shape == (4, 12, 1)
     assert canvas[1, 1, 0] == 0.0 and canvas[1, 5, 0] == 1.0 and canvas[1, 9, 0] == 0.5
     assert canvas[0].min() == 1.0                                           # white border
+
+
+def test_sampler_sweep_plot_draws_spreads_and_keeps_tick_labels_apart(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+    saved = []
+    real_savefig = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda fig, path, **kw: (saved.append(fig), real_savefig(fig, path, **kw)))
+    rows = [dict(sampler="heun", model_evaluations=9, fld=9.0, fld_std=1.0, guided_accuracy=0.9),
+            dict(sampler="heun", model_evaluations=19, fld=8.0, fld_std=0.5, guided_accuracy=0.95),
+            dict(sampler="ddim", model_evaluations=5, fld=20.0, fld_std=None, guided_accuracy=0.8),
+            dict(sampler="ddim", model_evaluations=20, fld=7.0, fld_std=None, guided_accuracy=0.97),
+            dict(sampler="ddim", model_evaluations=50, fld=6.0, fld_std=None, guided_accuracy=0.98)]
+    plotting.plot_sampler_sweep(rows, [("fld", "FLD", True), ("guided_accuracy", "right", False)],
+                                tmp_path / "sweep.png", references=[("DDPM", dict(fld=5.0))])
+    with Image.open(tmp_path / "sweep.png") as im:
+        assert im.width > 100
+    ax_fld, ax_acc = saved[0].axes
+    assert [t.get_text() for t in ax_fld.get_xticklabels()] == ["5", "9", "19", "50"]    # 20 is too close to 19
+    bars = {c.get_label(): c.has_yerr for c in ax_fld.containers}
+    assert bars == {"heun": True, "ddim": False}                # a spread only where the rows give one
+    assert not any(c.has_yerr for c in ax_acc.containers)       # no guided_accuracy_std in the rows
