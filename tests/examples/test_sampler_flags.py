@@ -73,3 +73,25 @@ def test_mnist_sweep_writes_rows_plot_and_grids(tiny_data, tmp_path):
         assert (tmp_path / "sweep" / f"samples_{r['sampler']}_{r['steps']}.png").stat().st_size > 0
     assert (tmp_path / "sampler_quality.png").stat().st_size > 0
     assert metrics["sampler_runs"] == rows
+
+
+def test_mnist_sweep_guides_stochastic_samplers_as_ddpm_and_deterministic_ones_as_ddim(tiny_data, tmp_path,
+                                                                                        monkeypatch):
+    from minidiff.diffusion import GaussianDiffusion
+    root, judge = tiny_data
+    seen = []
+    real_sample = GaussianDiffusion.sample
+
+    def recording_sample(self, shape, sampler="dpmpp_2m", **kw):
+        seen.append((sampler, kw["guidance_interval"]))
+        return real_sample(self, shape, sampler=sampler, **kw)
+
+    monkeypatch.setattr(GaussianDiffusion, "sample", recording_sample)
+    argv = ["--epochs", "1", "--num-timesteps", "6", "--model-channels", "8", "--channel-multipliers", "1,2",
+            "--samples", "10", "--sample-batch", "10", "--ddim-steps", "3", "--no-progress", "--data-dir", str(root),
+            "--judge", str(judge), "--out", str(tmp_path), "--conditional", "--guidance-interval", "1,4",
+            "--ddim-guidance-interval", "0,5", "--sampler", "ddim,dpmpp_2m,heun,euler_ancestral,dpmpp_2m_sde,ddpm",
+            "--steps", "2"]
+    load("mnist").main(argv)
+    assert dict(seen) == {"ddim": (0, 5), "dpmpp_2m": (0, 5), "heun": (0, 5),
+                          "euler_ancestral": (1, 4), "dpmpp_2m_sde": (1, 4), "ddpm": (1, 4)}
