@@ -71,8 +71,16 @@ def wait(done, what, rank, size, timeout):
             pause = min(2 * pause, _MAX_PAUSE)
 
 
+ABORT_GRACE = 0.5          # seconds for mpiexec to relay the last output before the abort
+
+
 def abort_on_uncaught_exception(abort, rank, size):
-    """sys.excepthook: print the traceback, say why, then abort(1) every rank of the job."""
+    """sys.excepthook: print the traceback, say why, then abort(1) every rank of the job.
+
+    The launcher (mpiexec) relays each rank's output through a pipe and drops what it has not
+    relayed when the job aborts, so the hook pauses ABORT_GRACE seconds after flushing: without
+    the pause the tail of the traceback and the reason were now and then lost (2026-12-07).
+    """
     previous = sys.excepthook
 
     def hook(kind, value, tb):
@@ -81,6 +89,7 @@ def abort_on_uncaught_exception(abort, rank, size):
                          f"{kind.__name__}; aborting all {size} ranks (MPI Abort) so that none waits "
                          f"for it in a collective\n")
         sys.stderr.flush()
+        time.sleep(ABORT_GRACE)
         abort(1)
 
     sys.excepthook = hook
