@@ -148,8 +148,8 @@ def sampler_sweep(args, diffusion, judge, real, want, model_labels, metrics):
     digits (the first set from the same noise for every run), the right-digit share when conditional, the
     time of one set -> rows for metrics.json, sampler_quality.png and sweep/samples_<sampler>_<steps>.png.
     Guidance: --guidance-scale at --ddim-guidance-interval for the deterministic samplers (as DDIM), at
-    --guidance-interval for the stochastic ones (as DDPM: DDPM, Euler ancestral, the 2M SDE), whose FLD guidance
-    at t = 0..95 ruined (2M SDE, 20 steps: 21.2 against 5.6 at t = 10..70; docs/samplers.md)."""
+    --guidance-interval for the stochastic ones (as DDPM: DDPM, Euler ancestral, the 2M SDE); guided at
+    t = 0..95 the 2M SDE's FLD at 20 steps was 21.2, against 5.6 at t = 10..70 (docs/samplers.md)."""
     runs = sweep_runs(args.sampler, args.steps, args.num_timesteps, args.max_evals)
     if not runs:
         return []
