@@ -1,4 +1,5 @@
-"""MNIST's IDX files written for the tests (tests/data/test_mnist_data.py, tests/examples/test_mnist_example.py)."""
+"""MNIST's IDX files written for the tests (tests/data/test_mnist_data.py, tests/examples/test_mnist_example.py,
+tests/examples/test_sampler_flags.py)."""
 import gzip
 import struct
 
@@ -17,3 +18,20 @@ def write_split(tmp_path, prefix, images, labels, gz):
         data = idx_bytes(a)
         name = f"{prefix}-{kind}" + (".gz" if gz else "")
         (tmp_path / name).write_bytes(gzip.compress(data) if gz else data)
+
+
+def tiny_mnist_with_judge(root, n_train, n_test, high=255, class_squares=False):
+    """A data dir of n_train / n_test random 28x28 'digits' (uint8 in [0, high); with class_squares a bright
+    square per class) and a one-epoch judge trained on it -> (root, root / "judge.h5")."""
+    from minidiff.judge import build_judge
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = (np.arange(n) % 10).astype(np.uint8)
+        images = rng.integers(0, high, (n, 28, 28)).astype(np.uint8)
+        for i, d in enumerate(labels if class_squares else ()):
+            r, c = divmod(int(d), 5)
+            images[i, 4 + 10 * r:12 + 10 * r, 2 + 5 * c:6 + 5 * c] = 255
+        write_split(root, prefix, images, labels, gz=False)
+    judge = root / "judge.h5"
+    build_judge(out=str(judge), data_dir=str(root), epochs=1, progress=False, log=None)
+    return root, judge

@@ -5,9 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from minidiff.judge import build_judge
 from example_modules import load_example as load_example_module
-from mnist_files import write_split
+from mnist_files import tiny_mnist_with_judge
 
 
 @functools.lru_cache(maxsize=None)
@@ -19,18 +18,7 @@ def load_example():
 @pytest.fixture(scope="module")
 def tiny_mnist(tmp_path_factory):
     """A data dir with 40 train / 30 test 28x28 'digits' (a bright square per class) and a judge."""
-    root = tmp_path_factory.mktemp("mnist")
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", 40), ("t10k", 30)):
-        labels = (np.arange(n) % 10).astype(np.uint8)
-        images = rng.integers(0, 40, (n, 28, 28)).astype(np.uint8)
-        for i, d in enumerate(labels):
-            r, c = divmod(int(d), 5)
-            images[i, 4 + 10 * r:12 + 10 * r, 2 + 5 * c:6 + 5 * c] = 255
-        write_split(root, prefix, images, labels, gz=False)
-    judge = root / "judge.h5"
-    build_judge(out=str(judge), data_dir=str(root), epochs=1, progress=False, log=None)
-    return root, judge
+    return tiny_mnist_with_judge(tmp_path_factory.mktemp("mnist"), 40, 30, high=40, class_squares=True)
 
 
 TINY = ["--epochs", "1", "--num-timesteps", "6", "--model-channels", "8", "--channel-multipliers", "1,2",

@@ -44,17 +44,8 @@ def test_spiral_sweep_writes_rows_and_plot(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
-    from minidiff.judge import build_judge
-    from mnist_files import write_split
-    root = tmp_path_factory.mktemp("mnist_sweep")
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", 30), ("t10k", 20)):
-        labels = (np.arange(n) % 10).astype(np.uint8)
-        images = rng.integers(0, 255, (n, 28, 28)).astype(np.uint8)
-        write_split(root, prefix, images, labels, gz=False)
-    judge = root / "judge.h5"
-    build_judge(out=str(judge), data_dir=str(root), epochs=1, progress=False, log=None)
-    return root, judge
+    from mnist_files import tiny_mnist_with_judge
+    return tiny_mnist_with_judge(tmp_path_factory.mktemp("mnist_sweep"), 30, 20)
 
 
 def test_mnist_sweep_writes_rows_plot_and_grids(tiny_data, tmp_path):
